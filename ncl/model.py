@@ -1,0 +1,298 @@
+"""The model: parameters, the two transition kernels A and Ā, exact sampling, App. A1 init.
+
+Notation follows Baiesi & Rosso (arXiv:2512.11415) and ``SPEC.md``:
+
+* visible ``x ∈ {0,1}^D``; hidden ``z`` is either one of ``L`` one-hot vectors
+  (``hidden="onehot"``, the paper's experiments) or ``z ∈ {0,1}^L`` (``"binary"``,
+  factorised, eq. 11);
+* generative kernel A (z → x), eqs. (8)/(10): ``h = w z + a``,
+  ``log A(z, x) = Σ_i [x_i h_i − softplus(h_i)]``;
+* recognition kernel Ā (x → z), eqs. (9)/(11)/(19), with the centering trick of
+  eq. (17): ``g = wbar (x − c) + abar``, ``c`` the data mean (or 0 without centering).
+
+Every function works on one model; ensembles are obtained with ``jax.vmap``.
+Leading batch dimensions written ``...`` are supported where stated.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+HIDDEN_KINDS = ("onehot", "binary")
+RECOGNITION_KINDS = ("paper", "softmax", "eq19-exact")
+MAX_ENUMERABLE_BINARY_UNITS = 20
+
+
+class Params(NamedTuple):
+    """Parameters of one model (a pytree).
+
+    Attributes:
+      w: ``(D, L)`` generative weights, kernel A (z → x), eq. (8).
+      a: ``(D,)`` visible biases (fixed at 0 for one-hot hidden units, eq. 20).
+      wbar: ``(L, D)`` recognition weights, kernel Ā (x → z), eq. (9); independent of ``w``.
+      abar: ``(L,)`` hidden biases.
+    """
+
+    w: Array
+    a: Array
+    wbar: Array
+    abar: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Static description of the model architecture (plain, hashable data).
+
+    Attributes:
+      n_hidden: ``L``, the number of hidden units (one-hot states or bits).
+      hidden: ``"onehot"`` (default, the paper's experiments) or ``"binary"`` (eq. 11).
+      recognition: for one-hot hidden units, how Ā is normalised and differentiated:
+        ``"paper"`` (default; sample with eq. 19, gradient with ν = sigmoid(g) as in
+        eqs. 15–17), ``"softmax"`` (α ~ softmax(g), ν = softmax(g)) or
+        ``"eq19-exact"`` (eq. 19 sampling with the gradient of its own log-probability).
+        Ignored (must stay ``"paper"``) for binary hidden units.
+      centering: subtract the data mean in the exponent of Ā (eq. 17). Default on.
+      learn_visible_bias: whether ``a`` is trained. ``None`` means the paper's choice:
+        fixed at 0 for one-hot hidden units (eq. 20), learned for binary ones.
+    """
+
+    n_hidden: int = 6
+    hidden: str = "onehot"
+    recognition: str = "paper"
+    centering: bool = True
+    learn_visible_bias: bool | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.n_hidden, int) or isinstance(self.n_hidden, bool):
+            raise TypeError(f"n_hidden must be an int, got {self.n_hidden!r}")
+        if self.n_hidden < 2:
+            raise ValueError(f"n_hidden (L) must be at least 2, got {self.n_hidden}")
+        if self.hidden not in HIDDEN_KINDS:
+            raise ValueError(f"hidden must be one of {HIDDEN_KINDS}, got {self.hidden!r}")
+        if self.recognition not in RECOGNITION_KINDS:
+            raise ValueError(
+                f"recognition must be one of {RECOGNITION_KINDS}, got {self.recognition!r}")
+        if self.hidden == "binary" and self.recognition != "paper":
+            raise ValueError(
+                "recognition options 'softmax' and 'eq19-exact' apply to one-hot hidden units "
+                "only; binary hidden units always use the factorised kernel of eq. (11)")
+
+    @property
+    def trains_visible_bias(self) -> bool:
+        if self.learn_visible_bias is None:
+            return self.hidden == "binary"
+        return bool(self.learn_visible_bias)
+
+    @property
+    def n_states(self) -> int:
+        """Number of hidden states: ``L`` (one-hot) or ``2**L`` (binary)."""
+        return self.n_hidden if self.hidden == "onehot" else 2 ** self.n_hidden
+
+
+# ----------------------------------------------------------------------------- kernels
+
+def visible_logits(params: Params, z: Array) -> Array:
+    """``h = w z + a`` (eq. 10). ``z (..., L)`` → ``h (..., D)``."""
+    return z @ params.w.T + params.a
+
+
+def hidden_logits(params: Params, x: Array, center: Array) -> Array:
+    """``g = wbar (x − c) + abar`` (eqs. 11, 17). ``x (..., D)``, ``center (D,)`` → ``(..., L)``."""
+    return (x - center) @ params.wbar.T + params.abar
+
+
+def log_A(params: Params, z: Array, x: Array) -> Array:
+    """``log A(z, x) = Σ_i [x_i h_i − softplus(h_i)]`` (eq. 10), exact in log space.
+
+    ``z (..., L)``, ``x (..., D)`` (broadcasting leading dims) → ``(...)``.
+    """
+    h = visible_logits(params, z)
+    return jnp.sum(x * h - jax.nn.softplus(h), axis=-1)
+
+
+def _onehot_sampling_logits(g: Array, config: ModelConfig) -> Array:
+    """Unnormalised log-probabilities of the one-hot state α given g."""
+    if config.recognition == "softmax":
+        return g
+    return jax.nn.log_sigmoid(g)  # eq. (19): p(α|x) ∝ sigmoid(g_α)
+
+
+def log_Abar(params: Params, x: Array, z: Array, center: Array, config: ModelConfig) -> Array:
+    """``log Ā(x, z)``: log-probability with which the sampler draws ``z`` from ``x``.
+
+    Binary: eq. (11). One-hot: eq. (19) (``paper``, ``eq19-exact``) or softmax.
+    ``x (..., D)``, ``z (..., L)`` → ``(...)``.
+    """
+    g = hidden_logits(params, x, center)
+    if config.hidden == "binary":
+        return jnp.sum(z * jax.nn.log_sigmoid(g) + (1 - z) * jax.nn.log_sigmoid(-g), axis=-1)
+    logits = _onehot_sampling_logits(g, config)
+    return jnp.sum(z * logits, axis=-1) - jax.nn.logsumexp(logits, axis=-1)
+
+
+def recognition_log_q(params: Params, x: Array, z: Array, center: Array,
+                      config: ModelConfig) -> Array:
+    """The log-probability ``log q(z|x)`` whose gradient the two-step rule uses (SPEC step 4).
+
+    For binary units and for the paper-literal one-hot default it is the factorised
+    eq. (11) form ``Σ_β [z_β log σ(g_β) + (1 − z_β) log σ(−g_β)]``; for ``softmax``
+    and ``eq19-exact`` it is the sampling kernel's own ``log Ā``.
+    ``x (..., D)``, ``z (..., L)`` → ``(...)``.
+    """
+    if config.hidden == "binary" or config.recognition == "paper":
+        g = hidden_logits(params, x, center)
+        return jnp.sum(z * jax.nn.log_sigmoid(g) + (1 - z) * jax.nn.log_sigmoid(-g), axis=-1)
+    return log_Abar(params, x, z, center, config)
+
+
+def recognition_score_factor(g: Array, z: Array, config: ModelConfig) -> Array:
+    """``∂ log q(z|x) / ∂g`` for the configured recognition option.
+
+    ``(z − ν)`` with ``ν = sigmoid(g)`` (eq. 15; binary and paper default),
+    ``ν = softmax(g)`` (softmax), or ``(z − ν) ⊙ (1 − σ(g))`` with ``ν = p(·|x)`` of
+    eq. (19) (eq19-exact). ``g, z (..., L)`` → ``(..., L)``.
+    """
+    if config.hidden == "binary" or config.recognition == "paper":
+        return z - jax.nn.sigmoid(g)
+    if config.recognition == "softmax":
+        return z - jax.nn.softmax(g, axis=-1)
+    nu = jax.nn.softmax(jax.nn.log_sigmoid(g), axis=-1)
+    return (z - nu) * jax.nn.sigmoid(-g)
+
+
+def hidden_state_probs(params: Params, x: Array, center: Array, config: ModelConfig) -> Array:
+    """Ā(x, ·) over all hidden states. ``x (..., D)`` → ``(..., S)`` with S = L or 2**L.
+
+    Binary states are ordered as in :func:`enumerate_hidden_states`.
+    """
+    g = hidden_logits(params, x, center)
+    if config.hidden == "onehot":
+        return jax.nn.softmax(_onehot_sampling_logits(g, config), axis=-1)
+    states = enumerate_hidden_states(config)
+    logp = (jax.nn.log_sigmoid(g)[..., None, :] * states
+            + jax.nn.log_sigmoid(-g)[..., None, :] * (1 - states)).sum(-1)
+    return jnp.exp(logp)
+
+
+def enumerate_hidden_states(config: ModelConfig) -> Array:
+    """All hidden states as float32 rows ``(S, L)``: the identity for one-hot, all
+    ``2**L`` bit patterns for binary (state ``s`` has bit ``β`` = ``(s >> β) & 1``)."""
+    L = config.n_hidden
+    if config.hidden == "onehot":
+        return jnp.eye(L, dtype=jnp.float32)
+    if L > MAX_ENUMERABLE_BINARY_UNITS:
+        raise ValueError(
+            f"cannot enumerate 2**{L} binary hidden states (limit L <= "
+            f"{MAX_ENUMERABLE_BINARY_UNITS}); use fewer hidden units")
+    s = jnp.arange(2 ** L, dtype=jnp.uint32)[:, None]
+    return ((s >> jnp.arange(L, dtype=jnp.uint32)) & 1).astype(jnp.float32)
+
+
+def hidden_state_index(z: Array, config: ModelConfig) -> Array:
+    """Index of hidden state ``z (..., L)`` in :func:`enumerate_hidden_states` → ``(...)`` int32."""
+    if config.hidden == "onehot":
+        return jnp.argmax(z, axis=-1).astype(jnp.int32)
+    weights = (2 ** jnp.arange(config.n_hidden)).astype(jnp.int32)
+    return jnp.sum(z.astype(jnp.int32) * weights, axis=-1)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+_TWO_POW_32 = 4294967296.0
+_TWO_POW_24 = 16777216.0
+
+
+def bernoulli_thresholds(logits: Array) -> tuple[Array, Array]:
+    """Integer thresholds for exact Bernoulli(sigmoid(logits)) draws from uint32 bits.
+
+    Returns ``(threshold uint32, flip bool)``, both shaped like ``logits``. With ``u``
+    uniform on ``{0, …, 2**32 − 1}``, ``(u < threshold) XOR flip`` is 1 with probability
+    ``sigmoid(logits)`` up to ``2**-32`` absolute (the smaller of p and 1 − p is encoded, so
+    both tails are resolved to 32 bits; ``jax.random.bernoulli`` resolves 23 bits).
+    """
+    q = jax.nn.sigmoid(-jnp.abs(logits))  # = min(p, 1 - p) <= 1/2, accurate in both tails
+    threshold = (q * _TWO_POW_32).astype(jnp.uint32)  # floor; q <= 0.5 so no overflow
+    return threshold, logits >= 0
+
+
+def bernoulli_from_bits(bits: Array, threshold: Array, flip: Array) -> Array:
+    """Bernoulli draws (float32 0/1) from uint32 ``bits`` and :func:`bernoulli_thresholds`."""
+    return jnp.logical_xor(bits < threshold, flip).astype(jnp.float32)
+
+
+def uniform_from_bits(bits: Array) -> Array:
+    """Uniform float32 on ``[0, 1)`` from uint32 bits (top 24 bits, exactly representable)."""
+    return (bits >> 8).astype(jnp.float32) * (1.0 / _TWO_POW_24)
+
+
+def categorical_from_uniform(u: Array, log_weights: Array) -> Array:
+    """Inverse-CDF draw of an index from unnormalised ``log_weights (..., S)``; ``u (...)``."""
+    p = jax.nn.softmax(log_weights, axis=-1)
+    cdf = jnp.cumsum(p, axis=-1)
+    idx = jnp.sum(cdf[..., :-1] <= u[..., None] * cdf[..., -1:], axis=-1)
+    return idx.astype(jnp.int32)
+
+
+def sample_visible(key: Array, params: Params, z: Array) -> Array:
+    """Draw ``x ~ A(z, ·)`` (eq. 10). ``z (..., L)`` → ``x (..., D)`` float32 in {0, 1}."""
+    h = visible_logits(params, z)
+    thr, flip = bernoulli_thresholds(h)
+    return bernoulli_from_bits(jax.random.bits(key, h.shape, jnp.uint32), thr, flip)
+
+
+def sample_hidden(key: Array, params: Params, x: Array, center: Array,
+                  config: ModelConfig) -> Array:
+    """Draw ``z ~ Ā(x, ·)`` (eq. 11 or 19). ``x (..., D)`` → ``z (..., L)`` float32."""
+    g = hidden_logits(params, x, center)
+    if config.hidden == "binary":
+        thr, flip = bernoulli_thresholds(g)
+        return bernoulli_from_bits(jax.random.bits(key, g.shape, jnp.uint32), thr, flip)
+    u = uniform_from_bits(jax.random.bits(key, g.shape[:-1], jnp.uint32))
+    alpha = categorical_from_uniform(u, _onehot_sampling_logits(g, config))
+    return jax.nn.one_hot(alpha, config.n_hidden, dtype=jnp.float32)
+
+
+# ----------------------------------------------------------------------------- init
+
+def data_center(data: Array, config: ModelConfig) -> Array:
+    """The centering vector ``c`` of eq. (17): the data mean ``(D,)``, or zeros if off."""
+    if config.centering:
+        return jnp.mean(data, axis=0)
+    return jnp.zeros(data.shape[1], data.dtype)
+
+
+def init_params(key: Array, data: Array, config: ModelConfig,
+                subset_fraction: float = 0.1) -> Params:
+    """App. A1 initialisation.
+
+    ``wbar = 0``, ``abar = 0``, ``a = 0``; for each hidden unit α a random subset
+    D(α) of ``round(subset_fraction · N_D)`` data points (without replacement) gives
+    ``w[:, α] = logit((k + 0.5) / (n + 1))``, k the on-pixels among the n images.
+
+    Args:
+      key: PRNG key.
+      data: ``(N_D, D)`` binary data.
+      config: model configuration.
+    Returns:
+      :class:`Params` with ``w (D, L)``, ``a (D,)``, ``wbar (L, D)``, ``abar (L,)``, float32.
+    """
+    chex.assert_rank(data, 2)
+    n_data, D = data.shape
+    L = config.n_hidden
+    n = max(1, int(round(subset_fraction * n_data)))
+
+    def unit_logits(k):
+        idx = jax.random.choice(k, n_data, (n,), replace=False)
+        on = jnp.sum(data[idx].astype(jnp.float32), axis=0)
+        m = (on + 0.5) / (n + 1.0)
+        return jnp.log(m) - jnp.log1p(-m)
+
+    w = jax.vmap(unit_logits, out_axes=1)(jax.random.split(key, L))
+    return Params(w=w.astype(jnp.float32), a=jnp.zeros((D,), jnp.float32),
+                  wbar=jnp.zeros((L, D), jnp.float32), abar=jnp.zeros((L,), jnp.float32))

@@ -1,0 +1,402 @@
+"""Training: the paper's protocol as one pure, jit-compiled function; ensembles via vmap.
+
+* :class:`TrainConfig` — frozen dataclass; defaults are the paper's protocol
+  (Sect. IV A): L = 6 one-hot, T = 48, RMSprop lr 0.1, 120 epochs of 30 steps,
+  minibatch 16 → 160 (by a mask, static shapes), centering on, a = 0.
+* :func:`train` — ``(key, data, config) -> (TrainState, History)``: ``lax.scan`` over
+  epochs of ``lax.scan`` over steps.
+* :func:`train_ensemble` — the same for a batch of seeds, vmapped: one XLA program.
+  Member ``i`` equals ``train(seeds[i], ...)``.
+
+Randomness: the key of step ``s`` is ``fold_in(state.key, s)``, so a run's random
+stream depends only on its seed and the step number (resuming is exact).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ncl import chain as chain_lib
+from ncl.gradient import autodiff_gradient, two_step_gradient
+from ncl.model import ModelConfig, Params, data_center, init_params
+
+Array = jax.Array
+
+GRADIENT_FORMS = ("closed-form", "autodiff")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training protocol (plain, hashable data). Defaults: the paper's Sect. IV A.
+
+    Attributes:
+      model: :class:`ncl.model.ModelConfig` (L, hidden representation, recognition, centering).
+      chain_length: T, double steps of the persistent chain per training step.
+      n_chains: parallel persistent chains per model (samples pooled; paper: 1).
+      learning_rate: RMSprop learning rate η.
+      epochs: E, number of epochs.
+      steps_per_epoch: gradient steps per epoch (paper: 30).
+      batch_min, batch_max: the minibatch grows linearly over epochs from
+        ``batch_min`` to ``batch_max`` (``N_e = round(min + (max − min)·e/(E − 1))``).
+      rmsprop_decay, rmsprop_eps: optax ``rmsprop`` settings (its defaults).
+      init_subset_fraction: fraction of the data averaged per hidden unit at init (App. A1).
+      gradient: ``"closed-form"`` (eqs. 16–17) or ``"autodiff"`` (grad of the surrogate).
+      batch_buckets: the epochs are cut into this many contiguous segments, each compiled
+        with its own static padded minibatch (the largest ``N_e`` it needs), so early
+        epochs do not pay for 160 rows. Speed only: minibatch indices are drawn
+        prefix-stably, so results do not depend on it. 1 = one mask of ``batch_max`` rows.
+      scan_unroll: unroll factor of the chain's ``lax.scan`` (speed only).
+    """
+
+    model: ModelConfig = ModelConfig()
+    chain_length: int = 48
+    n_chains: int = 1
+    learning_rate: float = 0.1
+    epochs: int = 120
+    steps_per_epoch: int = 30
+    batch_min: int = 16
+    batch_max: int = 160
+    rmsprop_decay: float = 0.9
+    rmsprop_eps: float = 1e-8
+    init_subset_fraction: float = 0.1
+    gradient: str = "closed-form"
+    batch_buckets: int = 4
+    scan_unroll: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):  # convenience: TrainConfig(model={...})
+            object.__setattr__(self, "model", ModelConfig(**self.model))
+        if not isinstance(self.model, ModelConfig):
+            raise TypeError(f"model must be a ModelConfig, got {type(self.model).__name__}")
+        for name in ("chain_length", "n_chains", "epochs", "steps_per_epoch", "batch_min",
+                     "batch_max", "batch_buckets", "scan_unroll"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.batch_min > self.batch_max:
+            raise ValueError(f"batch_min ({self.batch_min}) must not exceed batch_max "
+                             f"({self.batch_max})")
+        for name in ("learning_rate", "rmsprop_eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not (0.0 <= self.rmsprop_decay < 1.0):
+            raise ValueError(f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}")
+        if not (0.0 < self.init_subset_fraction <= 1.0):
+            raise ValueError(
+                f"init_subset_fraction must be in (0, 1], got {self.init_subset_fraction}")
+        if self.gradient not in GRADIENT_FORMS:
+            raise ValueError(f"gradient must be one of {GRADIENT_FORMS}, got {self.gradient!r}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig option(s): {sorted(unknown)}; "
+                             f"valid options: {sorted(known)}")
+        if isinstance(d.get("model"), dict):
+            mknown = {f.name for f in dataclasses.fields(ModelConfig)}
+            munknown = set(d["model"]) - mknown
+            if munknown:
+                raise ValueError(f"unknown ModelConfig option(s): {sorted(munknown)}; "
+                                 f"valid options: {sorted(mknown)}")
+            d["model"] = ModelConfig(**d["model"])
+        return cls(**d)
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue (a pytree; an ensemble has a leading seed axis).
+
+    Attributes:
+      params: :class:`ncl.model.Params`.
+      opt_state: optax RMSprop state.
+      chain: :class:`ncl.chain.ChainState`, persistent fantasy particles ``x (C, D)``.
+      center: ``(D,)`` the centering vector ``c`` (data mean, eq. 17).
+      key: the run's PRNG key (typed key array); step keys are ``fold_in(key, step)``.
+      step: int32 scalar, number of gradient steps taken.
+    """
+
+    params: Params
+    opt_state: Any
+    chain: chain_lib.ChainState
+    center: Array
+    key: Array
+    step: Array
+
+
+class History(NamedTuple):
+    """Per-epoch training record, each field with a leading ``(E,)`` epoch axis.
+
+    Attributes:
+      loglik: on-the-fly log-likelihood (App. A3), averaged over the epoch's steps.
+      batch_size: minibatch size ``N_e`` used in the epoch.
+      hidden_occupancy: ``(E, L)`` mean of ``z`` over the epoch's training-chain samples.
+      finite: whether all parameters were finite at the end of the epoch.
+    """
+
+    loglik: Array
+    batch_size: Array
+    hidden_occupancy: Array
+    finite: Array
+
+
+def minibatch_size(epoch, config: TrainConfig):
+    """``N_e = round(batch_min + (batch_max − batch_min)·e/(E − 1))`` (SPEC step 2).
+
+    Works on Python ints and traced arrays. ``E = 1`` gives ``batch_min``.
+    """
+    span = config.batch_max - config.batch_min
+    denom = max(config.epochs - 1, 1)
+    if isinstance(epoch, (int, np.integer)):
+        return int(math.floor(config.batch_min + span * epoch / denom + 0.5))
+    e = jnp.asarray(epoch, jnp.float32)
+    return jnp.floor(config.batch_min + span * e / denom + 0.5).astype(jnp.int32)
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """optax RMSprop (decay 0.9, eps 1e-8 by default). Applied to −grad (ascent)."""
+    return optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay,
+                         eps=config.rmsprop_eps)
+
+
+def init_state(key: Array, data: Array, config: TrainConfig) -> TrainState:
+    """Initial :class:`TrainState`: App. A1 parameters, chain from random data points.
+
+    ``key`` is a typed PRNG key; ``data (N_D, D)`` float32 in {0, 1}.
+    """
+    k_init, k_x0, k_run = jax.random.split(key, 3)
+    params = init_params(k_init, data, config.model, config.init_subset_fraction)
+    x0 = data[jax.random.randint(k_x0, (config.n_chains,), 0, data.shape[0])]
+    return TrainState(params=params, opt_state=make_optimizer(config).init(params),
+                      chain=chain_lib.init(x0), center=data_center(data, config.model),
+                      key=k_run, step=jnp.zeros((), jnp.int32))
+
+
+class StepInfo(NamedTuple):
+    loglik: Array
+    hidden_mean: Array
+
+
+def train_step(state: TrainState, data: Array, batch_size: Array, config: TrainConfig,
+               n_pad: int | None = None) -> tuple[TrainState, StepInfo]:
+    """One gradient-ascent step (SPEC steps 1–6) for one model.
+
+    ``data (N_D, D)``; ``batch_size`` the number of counted minibatch rows, at most
+    ``n_pad`` (static; default ``config.batch_max``). Indices are drawn uniformly with
+    replacement; the first ``batch_size`` of them do not depend on ``n_pad``.
+    """
+    n_pad = config.batch_max if n_pad is None else n_pad
+    k_chain, k_batch = jax.random.split(jax.random.fold_in(state.key, state.step))
+    idx = jax.random.randint(k_batch, (n_pad,), 0, data.shape[0])
+    batch = data[idx]
+    mask = (jnp.arange(n_pad) < batch_size).astype(data.dtype)
+    chain_state, traj = chain_lib.sample_chain(k_chain, state.chain, state.params,
+                                               state.center, config.model,
+                                               config.chain_length, unroll=config.scan_unroll)
+    grad_fn = two_step_gradient if config.gradient == "closed-form" else autodiff_gradient
+    grads, loglik = grad_fn(state.params, traj, batch, state.center, config.model, mask)
+    ascent = jax.tree_util.tree_map(jnp.negative, grads)
+    updates, opt_state = make_optimizer(config).update(ascent, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state._replace(params=params, opt_state=opt_state, chain=chain_state,
+                               step=state.step + 1)
+    return new_state, StepInfo(loglik, jnp.mean(traj.z, axis=(0, 1)))
+
+
+def run_epoch(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
+              n_pad: int | None = None) -> tuple[TrainState, History]:
+    """``steps_per_epoch`` steps with the epoch's minibatch size; returns one History row."""
+    batch_size = minibatch_size(epoch, config)
+
+    def body(s, _):
+        return train_step(s, data, batch_size, config, n_pad)
+
+    state, info = jax.lax.scan(body, state, None, length=config.steps_per_epoch)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p))
+                                for p in jax.tree_util.tree_leaves(state.params)]))
+    return state, History(loglik=jnp.mean(info.loglik), batch_size=batch_size,
+                          hidden_occupancy=jnp.mean(info.hidden_mean, axis=0), finite=finite)
+
+
+ProgressFn = Callable[[int, History], None]
+
+
+def epoch_segments(config: TrainConfig, start_epoch: int = 0) -> list[tuple[int, int, int]]:
+    """``[(first_epoch, stop_epoch, n_pad), ...]``: contiguous epoch ranges, each run with
+    a static padded minibatch of ``n_pad`` rows (see ``TrainConfig.batch_buckets``)."""
+    E, K = config.epochs, min(config.batch_buckets, config.epochs)
+    bounds = sorted({(k * E) // K for k in range(K)} | {E})
+    segments = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        lo = max(lo, start_epoch)
+        if lo < hi:
+            segments.append((lo, hi, minibatch_size(hi - 1, config)))
+    return segments
+
+
+def _run_epochs(state, data, config, start_epoch, member_axis, progress):
+    rows = []
+    for lo, hi, n_pad in epoch_segments(config, start_epoch):
+        epoch_fn = functools.partial(run_epoch, config=config, n_pad=n_pad)
+        if member_axis:
+            epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
+
+        def body(s, epoch, epoch_fn=epoch_fn):
+            s, row = epoch_fn(s, data, epoch)
+            if progress is not None:
+                jax.debug.callback(progress, epoch, row)
+            return s, row
+
+        state, seg_rows = jax.lax.scan(body, state, jnp.arange(lo, hi, dtype=jnp.int32))
+        rows.append(seg_rows)
+    if not rows:
+        raise ValueError(f"nothing to run: start_epoch {start_epoch} >= epochs {config.epochs}")
+    return state, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *rows)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(config: TrainConfig, ensemble: bool, start_epoch: int, fresh: bool,
+              progress: ProgressFn | None):
+    def run(keys_or_state, data):
+        if fresh:
+            init = functools.partial(init_state, config=config)
+            state = (jax.vmap(init, in_axes=(0, None)) if ensemble else init)(keys_or_state, data)
+        else:
+            state = keys_or_state
+        state, hist = _run_epochs(state, data, config, start_epoch, ensemble, progress)
+        if ensemble:  # History rows were stacked epoch-major; make it (seeds, E, ...)
+            hist = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), hist)
+        return state, hist
+    return jax.jit(run)
+
+
+def check_data(data, name: str = "data") -> np.ndarray:
+    """Validate a binary data matrix on the host and return it as float32 ``(N, D)``.
+
+    Raises ``ValueError`` naming the problem (rank, emptiness, NaN/inf, non-binary values).
+    """
+    arr = np.asarray(data)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_visible), got shape "
+                         f"{arr.shape}; flatten images first, e.g. x.reshape(len(x), -1)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be numeric 0/1 values, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf values")
+    if not np.all((arr == 0) | (arr == 1)):
+        bad = arr[(arr != 0) & (arr != 1)].ravel()[:3]
+        raise ValueError(f"{name} must be binary (0/1); found values such as {bad.tolist()}. "
+                         "Binarise first, e.g. ncl.data.binarize(images) (pixel > 127)")
+    return arr.astype(np.float32)
+
+
+def _check_config_against_data(data: np.ndarray, config: TrainConfig):
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if config.batch_max > data.shape[0]:
+        raise ValueError(f"batch_max ({config.batch_max}) is larger than the data set "
+                         f"({data.shape[0]} samples); lower batch_max")
+    if config.model.hidden == "binary" and config.model.n_hidden > 30:
+        raise ValueError(f"binary hidden layer with L={config.model.n_hidden} is not supported")
+
+
+def _as_key(seed_or_key) -> Array:
+    if isinstance(seed_or_key, (int, np.integer)):
+        return jax.random.key(int(seed_or_key))
+    key = jnp.asarray(seed_or_key) if not hasattr(seed_or_key, "dtype") else seed_or_key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
+        return jax.random.wrap_key_data(key)
+    raise TypeError(f"expected an int seed or a PRNG key, got {seed_or_key!r}")
+
+
+def train(seed_or_key, data, config: TrainConfig = TrainConfig(),
+          progress: ProgressFn | None = None) -> tuple[TrainState, History]:
+    """Train one model from scratch.
+
+    Args:
+      seed_or_key: an int seed (``jax.random.key(seed)``) or a PRNG key.
+      data: ``(N_D, D)`` binary data (numpy or jax; bool, int or float 0/1).
+      config: :class:`TrainConfig`.
+      progress: optional host callback ``progress(epoch, history_row)`` called once per
+        epoch from inside the compiled program (``jax.debug.callback``).
+    Returns:
+      ``(TrainState, History)``; history fields have a leading ``(E,)`` axis.
+    """
+    data = check_data(data)
+    _check_config_against_data(data, config)
+    return _compiled(config, False, 0, True, progress)(_as_key(seed_or_key), jnp.asarray(data))
+
+
+def ensemble_keys(seeds: Sequence[int] | Array) -> Array:
+    """Typed keys ``(S,)`` for a sequence of int seeds (``jax.random.key(seed)`` each)."""
+    seeds = np.asarray(seeds)
+    if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
+        raise ValueError(f"seeds must be a non-empty 1-D sequence of ints, got {seeds!r}")
+    return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+
+
+def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
+                   progress: ProgressFn | None = None) -> tuple[TrainState, History]:
+    """Train an ensemble of independent models, vmapped over seeds, as one XLA program.
+
+    Args:
+      seeds: ``S`` int seeds (or an ``(S,)`` array of typed keys).
+      data: ``(N_D, D)`` binary data, shared by all members.
+      config: :class:`TrainConfig`, shared by all members.
+      progress: optional ``progress(epoch, history_row)``; the row's fields carry a
+        leading ``(S,)`` member axis.
+    Returns:
+      ``(TrainState, History)`` with a leading ``(S,)`` axis on every leaf; history
+      fields are ``(S, E, ...)``. Member ``i`` equals ``train(seeds[i], data, config)``.
+    """
+    data = check_data(data)
+    _check_config_against_data(data, config)
+    if hasattr(seeds, "dtype") and jnp.issubdtype(seeds.dtype, jax.dtypes.prng_key):
+        keys = seeds
+    else:
+        keys = ensemble_keys(seeds)
+    return _compiled(config, True, 0, True, progress)(keys, jnp.asarray(data))
+
+
+def continue_training(state: TrainState, data, config: TrainConfig, start_epoch: int,
+                      ensemble: bool, progress: ProgressFn | None = None
+                      ) -> tuple[TrainState, History]:
+    """Continue a run from ``state`` at epoch ``start_epoch`` up to ``config.epochs``.
+
+    The result equals an uninterrupted run (step keys depend only on ``state.step``).
+    """
+    data = check_data(data)
+    _check_config_against_data(data, config)
+    if not 0 <= start_epoch <= config.epochs:
+        raise ValueError(f"start_epoch must be in [0, {config.epochs}], got {start_epoch}")
+    return _compiled(config, ensemble, int(start_epoch), False, progress)(state, jnp.asarray(data))
+
+
+def member(tree, i: int):
+    """Member ``i`` of an ensemble pytree (``TrainState`` or ``History``)."""
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
