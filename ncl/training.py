@@ -240,22 +240,29 @@ def run_epoch(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
 ProgressFn = Callable[[int, History], None]
 
 
-def epoch_segments(config: TrainConfig, start_epoch: int = 0) -> list[tuple[int, int, int]]:
+def epoch_segments(config: TrainConfig, start_epoch: int = 0,
+                   stop_epoch: int | None = None) -> list[tuple[int, int, int]]:
     """``[(first_epoch, stop_epoch, n_pad), ...]``: contiguous epoch ranges, each run with
-    a static padded minibatch of ``n_pad`` rows (see ``TrainConfig.batch_buckets``)."""
+    a static padded minibatch of ``n_pad`` rows (see ``TrainConfig.batch_buckets``).
+
+    The padding of an epoch depends only on the epoch and the config, never on where a
+    run was interrupted, so a resumed run computes exactly what an uninterrupted one does.
+    """
     E, K = config.epochs, min(config.batch_buckets, config.epochs)
+    stop_epoch = E if stop_epoch is None else stop_epoch
     bounds = sorted({(k * E) // K for k in range(K)} | {E})
     segments = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        lo = max(lo, start_epoch)
+        n_pad = minibatch_size(hi - 1, config)
+        lo, hi = max(lo, start_epoch), min(hi, stop_epoch)
         if lo < hi:
-            segments.append((lo, hi, minibatch_size(hi - 1, config)))
+            segments.append((lo, hi, n_pad))
     return segments
 
 
-def _run_epochs(state, data, config, start_epoch, member_axis, progress):
+def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progress):
     rows = []
-    for lo, hi, n_pad in epoch_segments(config, start_epoch):
+    for lo, hi, n_pad in epoch_segments(config, start_epoch, stop_epoch):
         epoch_fn = functools.partial(run_epoch, config=config, n_pad=n_pad)
         if member_axis:
             epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
@@ -269,20 +276,21 @@ def _run_epochs(state, data, config, start_epoch, member_axis, progress):
         state, seg_rows = jax.lax.scan(body, state, jnp.arange(lo, hi, dtype=jnp.int32))
         rows.append(seg_rows)
     if not rows:
-        raise ValueError(f"nothing to run: start_epoch {start_epoch} >= epochs {config.epochs}")
+        raise ValueError(f"nothing to run: epochs [{start_epoch}, {stop_epoch}) is empty")
     return state, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *rows)
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(config: TrainConfig, ensemble: bool, start_epoch: int, fresh: bool,
-              progress: ProgressFn | None):
+def _compiled(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch: int,
+              fresh: bool, progress: ProgressFn | None):
     def run(keys_or_state, data):
         if fresh:
             init = functools.partial(init_state, config=config)
             state = (jax.vmap(init, in_axes=(0, None)) if ensemble else init)(keys_or_state, data)
         else:
             state = keys_or_state
-        state, hist = _run_epochs(state, data, config, start_epoch, ensemble, progress)
+        state, hist = _run_epochs(state, data, config, start_epoch, stop_epoch, ensemble,
+                                  progress)
         if ensemble:  # History rows were stacked epoch-major; make it (seeds, E, ...)
             hist = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), hist)
         return state, hist
@@ -349,7 +357,7 @@ def train(seed_or_key, data, config: TrainConfig = TrainConfig(),
     """
     data = check_data(data)
     _check_config_against_data(data, config)
-    return _compiled(config, False, 0, True, progress)(_as_key(seed_or_key), jnp.asarray(data))
+    return _compiled(config, False, 0, config.epochs, True, progress)(_as_key(seed_or_key), jnp.asarray(data))
 
 
 def ensemble_keys(seeds: Sequence[int] | Array) -> Array:
@@ -380,21 +388,43 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
         keys = seeds
     else:
         keys = ensemble_keys(seeds)
-    return _compiled(config, True, 0, True, progress)(keys, jnp.asarray(data))
+    return _compiled(config, True, 0, config.epochs, True, progress)(keys, jnp.asarray(data))
+
+
+def init_ensemble_state(seeds, data, config: TrainConfig = TrainConfig()) -> TrainState:
+    """Initial ensemble :class:`TrainState` (leading ``(S,)`` axis), as ``train_ensemble``
+    builds it; use with :func:`continue_training` to run epochs in pieces."""
+    data = check_data(data)
+    _check_config_against_data(data, config)
+    keys = seeds if (hasattr(seeds, "dtype") and jnp.issubdtype(seeds.dtype, jax.dtypes.prng_key)
+                     ) else ensemble_keys(seeds)
+    return jax.jit(jax.vmap(functools.partial(init_state, config=config), in_axes=(0, None)))(
+        keys, jnp.asarray(data))
 
 
 def continue_training(state: TrainState, data, config: TrainConfig, start_epoch: int,
-                      ensemble: bool, progress: ProgressFn | None = None
-                      ) -> tuple[TrainState, History]:
-    """Continue a run from ``state`` at epoch ``start_epoch`` up to ``config.epochs``.
+                      stop_epoch: int | None = None, ensemble: bool = True,
+                      progress: ProgressFn | None = None) -> tuple[TrainState, History]:
+    """Run epochs ``[start_epoch, stop_epoch)`` (default: to ``config.epochs``) from ``state``.
 
-    The result equals an uninterrupted run (step keys depend only on ``state.step``).
+    ``state`` must be the state after ``start_epoch`` epochs (or the initial state for 0).
+    Running the epochs in pieces gives, bit for bit, the uninterrupted result: step keys
+    depend only on ``state.step`` and the padding only on the epoch.
+    Returns the new state and the History rows of the epochs run.
     """
     data = check_data(data)
     _check_config_against_data(data, config)
-    if not 0 <= start_epoch <= config.epochs:
-        raise ValueError(f"start_epoch must be in [0, {config.epochs}], got {start_epoch}")
-    return _compiled(config, ensemble, int(start_epoch), False, progress)(state, jnp.asarray(data))
+    stop_epoch = config.epochs if stop_epoch is None else int(stop_epoch)
+    if not 0 <= start_epoch < stop_epoch <= config.epochs:
+        raise ValueError(f"need 0 <= start_epoch < stop_epoch <= epochs ({config.epochs}), "
+                         f"got start_epoch={start_epoch}, stop_epoch={stop_epoch}")
+    steps = np.asarray(state.step)
+    expected = start_epoch * config.steps_per_epoch
+    if not np.all(steps == expected):
+        raise ValueError(f"state has taken {np.unique(steps).tolist()} steps, but epoch "
+                         f"{start_epoch} starts at step {expected}")
+    fn = _compiled(config, ensemble, int(start_epoch), stop_epoch, False, progress)
+    return fn(state, jnp.asarray(data))
 
 
 def member(tree, i: int):

@@ -1,0 +1,284 @@
+"""Command line: ``ncl train`` (and further subcommands).
+
+Exit codes: 0 success, 1 failure (bad data, diverged run, I/O), 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit code 2)."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t != "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    if not (v > 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {v}")
+    return v
+
+
+def _read_config_file(path: str) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"--config: file {path} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                raise UsageError("--config: TOML needs Python >= 3.11; use a JSON file")
+            return tomllib.loads(text)
+        return json.loads(text)
+    except UsageError:
+        raise
+    except Exception as e:
+        raise UsageError(f"--config: cannot parse {path}: {e}")
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--digits", type=_int_list, default=(0, 1, 2),
+                   help="digit classes to model (default: 0,1,2, the paper's)")
+    g.add_argument("--per-digit", type=_positive_int, default=1000,
+                   help="first N training images of each digit (default: 1000)")
+    g.add_argument("--mnist-dir", default=None,
+                   help="directory with the MNIST IDX files (default: the bundled paper "
+                        "subset when the selection is the paper's; otherwise $NCL_MNIST_DIR, "
+                        "then the user cache, downloading if needed)")
+
+
+def load_data_from_args(args) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(x uint8 (N, 784), labels (N,), info)`` for the data selection in ``args``."""
+    from ncl import data as data_lib
+    digits = tuple(args.digits)
+    if not digits or any(d < 0 or d > 9 for d in digits) or len(set(digits)) != len(digits):
+        raise UsageError(f"--digits must be distinct digits 0..9, got {args.digits}")
+    if digits == (0, 1, 2) and args.per_digit == 1000 and args.mnist_dir is None:
+        x, y = data_lib.load_paper_data()
+        source = "bundled paper subset (ncl/_data)"
+    else:
+        x, y = data_lib.load_digits(digits=digits, per_digit=args.per_digit,
+                                    directory=args.mnist_dir)
+        source = str(data_lib.resolve_mnist_dir(args.mnist_dir))
+    info = {"digits": list(digits), "per_digit": args.per_digit, "split": "train",
+            "n_samples": int(x.shape[0]), "n_visible": int(x.shape[1]), "source": source,
+            "binarize": "pixel > 127"}
+    return x, y, info
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from ncl.model import HIDDEN_KINDS, RECOGNITION_KINDS
+    g = p.add_argument_group("ensemble and model")
+    g.add_argument("--seeds", type=_positive_int, default=36,
+                   help="number of seeds (members 0..S-1, offset by --first-seed) (default: 36)")
+    g.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0)")
+    g.add_argument("-L", "--hidden-units", type=int, default=None,
+                   help="hidden units L (default: 6)")
+    g.add_argument("--hidden", choices=HIDDEN_KINDS, default=None,
+                   help="hidden representation (default: onehot)")
+    g.add_argument("--recognition", choices=RECOGNITION_KINDS, default=None,
+                   help="one-hot recognition kernel normalisation (default: paper)")
+    g.add_argument("--no-centering", action="store_true", help="turn off eq. (17) centering")
+    g = p.add_argument_group("protocol")
+    g.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default: 120)")
+    g.add_argument("--steps-per-epoch", type=_positive_int, default=None,
+                   help="gradient steps per epoch (default: 30)")
+    g.add_argument("-T", "--chain-length", type=_positive_int, default=None,
+                   help="double steps of the chain per gradient step (default: 48)")
+    g.add_argument("--lr", "--learning-rate", dest="learning_rate", type=_positive_float,
+                   default=None, help="RMSprop learning rate (default: 0.1)")
+    g.add_argument("--batch-min", type=_positive_int, default=None,
+                   help="minibatch size at the first epoch (default: 16)")
+    g.add_argument("--batch-max", type=_positive_int, default=None,
+                   help="minibatch size at the last epoch (default: 160)")
+    g.add_argument("--config", default=None,
+                   help="JSON or TOML file with TrainConfig fields (same names as the Python "
+                        "config; 'model' holds ModelConfig fields); command-line options win")
+
+
+def config_from_args(args):
+    """Build a :class:`TrainConfig` from ``--config`` and command-line overrides."""
+    from ncl.model import ModelConfig
+    from ncl.training import TrainConfig
+    base = _read_config_file(args.config) if args.config else {}
+    try:
+        cfg = TrainConfig.from_dict(base)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--config: {e}")
+    model = {}
+    for arg, field in (("hidden_units", "n_hidden"), ("hidden", "hidden"),
+                       ("recognition", "recognition")):
+        if getattr(args, arg, None) is not None:
+            model[field] = getattr(args, arg)
+    if getattr(args, "no_centering", False):
+        model["centering"] = False
+    top = {}
+    for field in ("epochs", "steps_per_epoch", "chain_length", "learning_rate", "batch_min",
+                  "batch_max"):
+        if getattr(args, field, None) is not None:
+            top[field] = getattr(args, field)
+    try:
+        import dataclasses
+        new_model = dataclasses.replace(cfg.model, **model) if model else cfg.model
+        return dataclasses.replace(cfg, model=new_model, **top)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e))
+
+
+class EpochProgress:
+    """Host-side progress printer for ``train``'s per-epoch callback.
+
+    On a terminal it rewrites one line every epoch; otherwise it prints a line about
+    every 10% of the epochs, so logs are not flooded.
+    """
+
+    def __init__(self, total_epochs: int, quiet: bool = False, stream=None):
+        self.total = total_epochs
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = max(1, total_epochs // 10)
+        self.t0 = time.perf_counter()
+        self.first_epoch_time = None
+
+    def __call__(self, epoch, row) -> None:
+        if self.quiet:
+            return
+        e = int(epoch) + 1
+        ll = np.atleast_1d(np.asarray(row.loglik))
+        n = int(np.atleast_1d(np.asarray(row.batch_size))[0])
+        finite = np.atleast_1d(np.asarray(row.finite))
+        elapsed = time.perf_counter() - self.t0
+        msg = (f"epoch {e:4d}/{self.total}  N={n:3d}  loglik(on-the-fly) median "
+               f"{np.nanmedian(ll):8.2f} [min {np.nanmin(ll):8.2f}, max {np.nanmax(ll):8.2f}]")
+        if not finite.all():
+            msg += f"  DIVERGED: {int((~finite).sum())} member(s)"
+        msg += f"  {elapsed:6.1f}s"
+        if self.tty:
+            end = "\n" if e == self.total else ""
+            print("\r" + msg, end=end, file=self.stream, flush=True)
+        elif e % self.every == 0 or e == self.total or e == 1:
+            print(msg, file=self.stream, flush=True)
+
+
+def _summary_table(history, seeds) -> str:
+    ll = np.asarray(history.loglik)[:, -1]
+    occ = np.asarray(history.hidden_occupancy)[:, -1]
+    lines = ["seed  final loglik(on-the-fly)  hidden occupancy (last epoch)"]
+    for s, l, o in zip(seeds, ll, occ):
+        lines.append(f"{s:4d}  {l:24.2f}  " + " ".join(f"{v:.2f}" for v in o))
+    lines.append(f"median {np.median(ll):.2f}, min {ll.min():.2f}, max {ll.max():.2f} "
+                 f"over {len(seeds)} seeds")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_train(args) -> int:
+    import jax
+
+    from ncl import io
+    from ncl.training import train_ensemble
+    config = config_from_args(args)
+    x, _, info = load_data_from_args(args)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    out = Path(args.out)
+    if (out / io.CONFIG_FILE).exists() and not args.overwrite:
+        raise UsageError(f"{out} already holds a saved run; choose another --out or pass "
+                         "--overwrite")
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    log(f"ncl train: {len(seeds)} seeds, L={config.model.n_hidden} {config.model.hidden}, "
+        f"T={config.chain_length}, {config.epochs} epochs x {config.steps_per_epoch} steps, "
+        f"data {x.shape[0]}x{x.shape[1]} ({info['source']}), device {jax.devices()[0]}")
+    progress = EpochProgress(config.epochs, quiet=args.quiet)
+    t0 = time.perf_counter()
+    state, history = train_ensemble(seeds, x, config, progress=progress)
+    jax.block_until_ready(state)
+    wall = time.perf_counter() - t0
+    io.save_run(out, state, history, config, seeds=seeds, data_info=info,
+                extra={"train_wall_seconds": wall})
+    log(_summary_table(history, seeds))
+    log(f"trained in {wall:.1f}s (compile included); saved to {out}")
+    finite = np.asarray(history.finite)
+    if not finite.all():
+        bad = [(seeds[i], int(np.argmin(finite[i]))) for i in range(len(seeds))
+               if not finite[i].all()]
+        log("ERROR: training diverged (non-finite parameters) for seed/epoch: "
+            + ", ".join(f"{s}@{e}" for s, e in bad))
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import ncl
+    parser = argparse.ArgumentParser(
+        prog="ncl", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Nonequilibrium latent-cycle generative models (Baiesi & Rosso, "
+                    "arXiv:2512.11415): train seed ensembles, diagnose, reproduce the paper.")
+    parser.add_argument("--version", action="version", version=f"ncl {ncl.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train an ensemble of seeds and save it",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_train_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--out", default="runs/train", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a run saved in --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"ncl {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"ncl {args.command}: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"ncl {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Saving and loading runs: parameters, optimiser and chain states, config, history.
+
+A run directory holds plain, light files that any NumPy can read:
+
+* ``config.json`` — the :class:`~ncl.training.TrainConfig`, the seeds, a description of
+  the data, the epochs completed, and provenance (ncl/JAX versions, device, time);
+* ``state.npz`` — every leaf of the (ensemble) :class:`~ncl.training.TrainState`, named
+  by its pytree path (e.g. ``params.w``, ``opt_state[0].nu.w``; PRNG keys as raw key data);
+* ``history.npz`` — the per-epoch :class:`~ncl.training.History` fields.
+
+Every file is written to a temporary name and moved into place with ``os.replace``, so
+an interrupted save leaves the previous version intact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ncl.training import History, TrainConfig, TrainState, init_state
+
+FORMAT_VERSION = 1
+CONFIG_FILE, STATE_FILE, HISTORY_FILE = "config.json", "state.npz", "history.npz"
+
+
+class RunFileError(ValueError):
+    """A saved run is missing, incomplete or corrupt."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A loaded run. ``state``/``history`` leaves carry a leading ``(S,)`` member axis when
+    ``ensemble`` is true."""
+
+    config: TrainConfig
+    state: TrainState
+    history: History
+    seeds: tuple[int, ...]
+    ensemble: bool
+    meta: dict
+
+
+def provenance() -> dict:
+    """Versions and device, recorded with every run so results can be traced and rerun."""
+    import ncl
+    dev = jax.devices()[0]
+    return {
+        "ncl_version": ncl.__version__,
+        "jax_version": jax.__version__,
+        "jaxlib_version": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "platform": dev.platform,
+        "device": getattr(dev, "device_kind", str(dev)),
+        "device_count": jax.device_count(),
+        "hostname": platform.node(),
+        "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _jaxlib_version():
+    try:
+        import jaxlib
+        return jaxlib.__version__
+    except Exception:  # pragma: no cover
+        return None
+
+
+def _atomic_write(path: Path, write_fn) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _leaf_to_numpy(leaf) -> np.ndarray:
+    if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(leaf))
+    return np.asarray(leaf)
+
+
+def _flatten(tree) -> dict[str, np.ndarray]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path).lstrip("."): _leaf_to_numpy(leaf)
+            for path, leaf in leaves}
+
+
+def save_run(directory, state: TrainState, history: History, config: TrainConfig, *,
+             seeds, ensemble: bool = True, data_info: dict | None = None,
+             epochs_done: int | None = None, extra: dict | None = None) -> Path:
+    """Save a run (atomically, file by file) into ``directory``; returns its path.
+
+    Args:
+      state, history: from :func:`ncl.training.train_ensemble` (or ``train`` with
+        ``ensemble=False``).
+      config: the :class:`TrainConfig` used.
+      seeds: the member seeds.
+      data_info: a JSON-able description of the data (selection, shape, checksum).
+      epochs_done: epochs completed (default: the history length).
+      extra: more JSON-able metadata to store under ``"extra"``.
+    """
+    directory = Path(directory)
+    seeds = [int(s) for s in np.atleast_1d(np.asarray(seeds))]
+    hist_arrays = {k: np.asarray(v) for k, v in history._asdict().items()}
+    if epochs_done is None:
+        epochs_done = int(hist_arrays["loglik"].shape[-1])
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "train_config": config.to_dict(),
+        "seeds": seeds,
+        "ensemble": bool(ensemble),
+        "epochs_done": int(epochs_done),
+        "data": data_info or {},
+        "provenance": provenance(),
+        "extra": extra or {},
+    }
+    _atomic_write(directory / STATE_FILE, lambda f: np.savez(f, **_flatten(state)))
+    _atomic_write(directory / HISTORY_FILE, lambda f: np.savez(f, **hist_arrays))
+    _atomic_write(directory / CONFIG_FILE,
+                  lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    return directory
+
+
+def _state_template(config: TrainConfig, n_visible: int, n_members: int | None):
+    data = jax.ShapeDtypeStruct((config.batch_max, n_visible), jnp.float32)
+    init = lambda k, d: init_state(k, d, config)  # noqa: E731
+    if n_members is None:
+        return jax.eval_shape(init, jax.random.key(0), data)
+    keys = jax.eval_shape(lambda: jax.vmap(jax.random.key)(jnp.zeros(n_members, jnp.uint32)))
+    return jax.eval_shape(jax.vmap(init, in_axes=(0, None)), keys, data)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise RunFileError(f"saved run is incomplete: {path} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError...
+        raise RunFileError(f"cannot read {path}: the file is corrupt or truncated ({e})") from e
+
+
+def load_meta(directory) -> dict:
+    """Read and check ``config.json`` of a run directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RunFileError(f"no saved run at {directory}: not a directory")
+    path = directory / CONFIG_FILE
+    if not path.exists():
+        raise RunFileError(f"no saved run at {directory}: {CONFIG_FILE} is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFileError(f"cannot read {path}: corrupt JSON ({e})") from e
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise RunFileError(f"{path}: unsupported format_version {meta.get('format_version')!r} "
+                           f"(this ncl reads version {FORMAT_VERSION})")
+    return meta
+
+
+def load_run(directory) -> Run:
+    """Load a run saved by :func:`save_run`, checking every array's name, shape and dtype."""
+    directory = Path(directory)
+    meta = load_meta(directory)
+    try:
+        config = TrainConfig.from_dict(meta["train_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunFileError(f"{directory / CONFIG_FILE}: invalid train_config ({e})") from e
+    arrays = _read_npz(directory / STATE_FILE)
+    ensemble = bool(meta.get("ensemble", True))
+    if "params.w" not in arrays:
+        raise RunFileError(f"{directory / STATE_FILE}: no params.w array; not an ncl run")
+    n_visible = int(arrays["params.w"].shape[-2])
+    n_members = int(arrays["params.w"].shape[0]) if ensemble else None
+    template = _state_template(config, n_visible, n_members)
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    for path, spec in paths_leaves:
+        name = jax.tree_util.keystr(path).lstrip(".")
+        if name not in arrays:
+            raise RunFileError(f"{directory / STATE_FILE}: array {name!r} is missing")
+        value = arrays[name]
+        if jnp.issubdtype(spec.dtype, jax.dtypes.prng_key):
+            leaves.append(jax.random.wrap_key_data(jnp.asarray(value, jnp.uint32)))
+            continue
+        if value.shape != spec.shape or value.dtype != spec.dtype:
+            raise RunFileError(f"{directory / STATE_FILE}: array {name!r} has shape "
+                               f"{value.shape} {value.dtype}, expected {spec.shape} {spec.dtype}")
+        leaves.append(jnp.asarray(value))
+    state = jax.tree_util.tree_unflatten(treedef, leaves)
+    hist = _read_npz(directory / HISTORY_FILE)
+    missing = set(History._fields) - set(hist)
+    if missing:
+        raise RunFileError(f"{directory / HISTORY_FILE}: fields {sorted(missing)} are missing")
+    history = History(**{k: jnp.asarray(hist[k]) for k in History._fields})
+    return Run(config=config, state=state, history=history, seeds=tuple(meta["seeds"]),
+               ensemble=ensemble, meta=meta)
+
+
+def to_jsonable(obj: Any):
+    """Convert numpy/jax scalars and arrays inside ``obj`` to plain Python for JSON."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (np.ndarray, jax.Array)):
+        return np.asarray(obj).tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

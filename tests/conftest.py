@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def paper_data():
+    """The bundled paper subset: x (3000, 784) float32 0/1, labels (3000,)."""
+    from ncl.data import load_paper_data
+    x, y = load_paper_data()
+    return x.astype(np.float32), y
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    d = Path(os.environ.get("NCL_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
+    if not d.is_dir():
+        pytest.skip(f"MNIST directory {d} not found (set NCL_MNIST_DIR)")
+    return d
