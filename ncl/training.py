@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from ncl import chain as chain_lib
+from ncl import monitor as monitor_lib
 from ncl.gradient import autodiff_gradient, two_step_gradient
 from ncl.model import ModelConfig, Params, data_center, init_params
 
@@ -53,6 +54,8 @@ class TrainConfig:
         with its own static padded minibatch (the largest ``N_e`` it needs), so early
         epochs do not pay for 160 rows. Speed only: minibatch indices are drawn
         prefix-stably, so results do not depend on it. 1 = one mask of ``batch_max`` rows.
+      monitor: record σ and the precise log-likelihood at every epoch from the training
+        chain's samples (:mod:`ncl.monitor`; models with at most 64 hidden states).
       scan_unroll: unroll factor of the chain's ``lax.scan`` (speed only).
     """
 
@@ -69,6 +72,7 @@ class TrainConfig:
     init_subset_fraction: float = 0.1
     gradient: str = "closed-form"
     batch_buckets: int = 4
+    monitor: bool = True
     scan_unroll: int = 1
 
     def __post_init__(self):
@@ -148,12 +152,20 @@ class History(NamedTuple):
 
     Attributes:
       loglik: on-the-fly log-likelihood (App. A3), averaged over the epoch's steps.
+      loglik_precise: log-likelihood of the whole data set given the epoch's hidden
+        occupancy (eqs. 5, 7), at the end of the epoch (NaN if monitoring is off).
+      sigma_rb: entropy production rate σ (eq. 21) from the Rao–Blackwellised M of the
+        epoch's training-chain samples (NaN if monitoring is off).
+      sigma_counts: σ from transition counts, the paper's estimator (biased low).
       batch_size: minibatch size ``N_e`` used in the epoch.
       hidden_occupancy: ``(E, L)`` mean of ``z`` over the epoch's training-chain samples.
       finite: whether all parameters were finite at the end of the epoch.
     """
 
     loglik: Array
+    loglik_precise: Array
+    sigma_rb: Array
+    sigma_counts: Array
     batch_size: Array
     hidden_occupancy: Array
     finite: Array
@@ -194,6 +206,7 @@ def init_state(key: Array, data: Array, config: TrainConfig) -> TrainState:
 class StepInfo(NamedTuple):
     loglik: Array
     hidden_mean: Array
+    trajectory: chain_lib.Trajectory
 
 
 def train_step(state: TrainState, data: Array, batch_size: Array, config: TrainConfig,
@@ -219,22 +232,37 @@ def train_step(state: TrainState, data: Array, batch_size: Array, config: TrainC
     params = optax.apply_updates(state.params, updates)
     new_state = state._replace(params=params, opt_state=opt_state, chain=chain_state,
                                step=state.step + 1)
-    return new_state, StepInfo(loglik, jnp.mean(traj.z, axis=(0, 1)))
+    return new_state, StepInfo(loglik, jnp.mean(traj.z, axis=(0, 1)), traj)
 
 
 def run_epoch(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
               n_pad: int | None = None) -> tuple[TrainState, History]:
     """``steps_per_epoch`` steps with the epoch's minibatch size; returns one History row."""
     batch_size = minibatch_size(epoch, config)
+    monitoring = config.monitor and monitor_lib.monitor_supported(config.model)
 
-    def body(s, _):
-        return train_step(s, data, batch_size, config, n_pad)
+    def body(carry, _):
+        s, acc = carry
+        params = s.params
+        s, info = train_step(s, data, batch_size, config, n_pad)
+        if monitoring:
+            acc = monitor_lib.accumulate(acc, params, info.trajectory, s.center, config.model)
+        return (s, acc), (info.loglik, info.hidden_mean)
 
-    state, info = jax.lax.scan(body, state, None, length=config.steps_per_epoch)
+    acc0 = monitor_lib.empty_accumulator(config.model) if monitoring else None
+    (state, acc), (loglik, hidden_mean) = jax.lax.scan(body, (state, acc0), None,
+                                                       length=config.steps_per_epoch)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p))
                                 for p in jax.tree_util.tree_leaves(state.params)]))
-    return state, History(loglik=jnp.mean(info.loglik), batch_size=batch_size,
-                          hidden_occupancy=jnp.mean(info.hidden_mean, axis=0), finite=finite)
+    if monitoring:
+        mon = monitor_lib.summarize(acc, state.params, data, config.model)
+        ll_precise, sigma_rb, sigma_counts = mon.loglik_precise, mon.sigma_rb, mon.sigma_counts
+    else:
+        ll_precise = sigma_rb = sigma_counts = jnp.float32(jnp.nan)
+    return state, History(loglik=jnp.mean(loglik), loglik_precise=ll_precise,
+                          sigma_rb=sigma_rb, sigma_counts=sigma_counts,
+                          batch_size=batch_size, hidden_occupancy=jnp.mean(hidden_mean, axis=0),
+                          finite=finite)
 
 
 ProgressFn = Callable[[int, History], None]
