@@ -288,7 +288,8 @@ def epoch_segments(config: TrainConfig, start_epoch: int = 0,
     return segments
 
 
-def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progress):
+def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progress,
+                mesh=None, n_members=None):
     rows = []
     for lo, hi, n_pad in epoch_segments(config, start_epoch, stop_epoch):
         epoch_fn = functools.partial(run_epoch, config=config, n_pad=n_pad)
@@ -298,7 +299,13 @@ def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progr
         def body(s, epoch, epoch_fn=epoch_fn):
             s, row = epoch_fn(s, data, epoch)
             if progress is not None:
-                jax.debug.callback(progress, epoch, row)
+                shown = row
+                if mesh is not None:  # gather the small row once, drop padding members
+                    from jax.sharding import NamedSharding, PartitionSpec
+                    shown = jax.lax.with_sharding_constraint(
+                        row, NamedSharding(mesh, PartitionSpec()))
+                    shown = jax.tree_util.tree_map(lambda a: a[:n_members], shown)
+                jax.debug.callback(progress, epoch, shown)
             return s, row
 
         state, seg_rows = jax.lax.scan(body, state, jnp.arange(lo, hi, dtype=jnp.int32))
@@ -310,7 +317,7 @@ def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progr
 
 @functools.lru_cache(maxsize=32)
 def _compiled(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch: int,
-              fresh: bool, progress: ProgressFn | None):
+              fresh: bool, progress: ProgressFn | None, mesh=None, n_members=None):
     def run(keys_or_state, data):
         if fresh:
             init = functools.partial(init_state, config=config)
@@ -318,7 +325,7 @@ def _compiled(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch:
         else:
             state = keys_or_state
         state, hist = _run_epochs(state, data, config, start_epoch, stop_epoch, ensemble,
-                                  progress)
+                                  progress, mesh, n_members)
         if ensemble:  # History rows were stacked epoch-major; make it (seeds, E, ...)
             hist = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), hist)
         return state, hist
@@ -396,8 +403,46 @@ def ensemble_keys(seeds: Sequence[int] | Array) -> Array:
     return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
 
 
+def _resolve_devices(devices) -> list:
+    if devices is None:
+        return list(jax.local_devices())
+    if isinstance(devices, (int, np.integer)):
+        available = jax.local_devices()
+        if not 1 <= devices <= len(available):
+            raise ValueError(f"devices={devices}, but {len(available)} local device(s) exist: "
+                             f"{available}")
+        return list(available[:devices])
+    devices = list(devices)
+    if not devices:
+        raise ValueError("devices must not be empty")
+    return devices
+
+
+def _run_sharded(make_fn, members, data, devices):
+    """Run ``make_fn(mesh, n_members)(members, data)`` with the leading member axis of
+    ``members`` sharded over ``devices`` (a one-axis mesh ``"seeds"``; data replicated).
+    The member axis is padded to a multiple of the device count by repeating the last
+    member; the padding is dropped from the results."""
+    devices = _resolve_devices(devices)
+    if len(devices) == 1:
+        with jax.default_device(devices[0]):
+            return make_fn(None, None)(members, data)
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    n = jax.tree_util.tree_leaves(members)[0].shape[0]
+    pad = -n % len(devices)
+    if pad:
+        members = jax.tree_util.tree_map(
+            lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), members)
+    mesh = Mesh(np.asarray(devices), ("seeds",))
+    members = jax.device_put(members, NamedSharding(mesh, PartitionSpec("seeds")))
+    data = jax.device_put(data, NamedSharding(mesh, PartitionSpec()))
+    out = make_fn(mesh, n)(members, data)
+    return jax.tree_util.tree_map(lambda a: a[:n], out) if pad else out
+
+
 def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
-                   progress: ProgressFn | None = None) -> tuple[TrainState, History]:
+                   progress: ProgressFn | None = None, devices=None
+                   ) -> tuple[TrainState, History]:
     """Train an ensemble of independent models, vmapped over seeds, as one XLA program.
 
     Args:
@@ -406,6 +451,9 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
       config: :class:`TrainConfig`, shared by all members.
       progress: optional ``progress(epoch, history_row)``; the row's fields carry a
         leading ``(S,)`` member axis.
+      devices: where to run: ``None`` (all local devices), a count, or a list of devices.
+        With several devices the seed axis is sharded over a one-axis mesh; the result
+        equals the single-device run up to float32 round-off (see ``tests/test_sharding.py``).
     Returns:
       ``(TrainState, History)`` with a leading ``(S,)`` axis on every leaf; history
       fields are ``(S, E, ...)``. Member ``i`` equals ``train(seeds[i], data, config)``.
@@ -416,7 +464,8 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
         keys = seeds
     else:
         keys = ensemble_keys(seeds)
-    return _compiled(config, True, 0, config.epochs, True, progress)(keys, jnp.asarray(data))
+    make = functools.partial(_compiled, config, True, 0, config.epochs, True, progress)
+    return _run_sharded(make, keys, jnp.asarray(data), devices)
 
 
 def init_ensemble_state(seeds, data, config: TrainConfig = TrainConfig()) -> TrainState:
@@ -432,12 +481,14 @@ def init_ensemble_state(seeds, data, config: TrainConfig = TrainConfig()) -> Tra
 
 def continue_training(state: TrainState, data, config: TrainConfig, start_epoch: int,
                       stop_epoch: int | None = None, ensemble: bool = True,
-                      progress: ProgressFn | None = None) -> tuple[TrainState, History]:
+                      progress: ProgressFn | None = None, devices=None
+                      ) -> tuple[TrainState, History]:
     """Run epochs ``[start_epoch, stop_epoch)`` (default: to ``config.epochs``) from ``state``.
 
     ``state`` must be the state after ``start_epoch`` epochs (or the initial state for 0).
     Running the epochs in pieces gives, bit for bit, the uninterrupted result: step keys
-    depend only on ``state.step`` and the padding only on the epoch.
+    depend only on ``state.step`` and the padding only on the epoch. ``devices`` as in
+    :func:`train_ensemble`.
     Returns the new state and the History rows of the epochs run.
     """
     data = check_data(data)
@@ -451,8 +502,11 @@ def continue_training(state: TrainState, data, config: TrainConfig, start_epoch:
     if not np.all(steps == expected):
         raise ValueError(f"state has taken {np.unique(steps).tolist()} steps, but epoch "
                          f"{start_epoch} starts at step {expected}")
-    fn = _compiled(config, ensemble, int(start_epoch), stop_epoch, False, progress)
-    return fn(state, jnp.asarray(data))
+    make = functools.partial(_compiled, config, ensemble, int(start_epoch), stop_epoch, False,
+                             progress)
+    if not ensemble:
+        return make()(state, jnp.asarray(data))
+    return _run_sharded(make, state, jnp.asarray(data), devices)
 
 
 def member(tree, i: int):
