@@ -232,40 +232,261 @@ def _summary_table(history, seeds) -> str:
 
 # ----------------------------------------------------------------------------- commands
 
+class Checkpointer:
+    """Host side of in-program checkpointing: collects history rows and writes
+    ``checkpoint.npz`` atomically (see :func:`ncl.io.save_checkpoint`).
+
+    JAX may deliver the per-epoch callbacks out of order or from several threads, so
+    rows and states are buffered and the newest epoch whose whole history is known is
+    written; an older checkpoint never replaces a newer one.
+    """
+
+    def __init__(self, out: Path, config, seeds, data_info, extra, prior=None):
+        import threading
+        self.out, self.config, self.seeds = out, config, seeds
+        self.data_info, self.extra = data_info, extra
+        self.rows, self.states, self.lock = {}, {}, threading.Lock()
+        self.written = -1
+        if prior is not None:  # history of the epochs done before a resume
+            for e in range(prior.loglik.shape[1]):
+                self.rows[e] = jax_tree_map(lambda a: np.asarray(a)[:, e], prior)
+            self.written = prior.loglik.shape[1] - 1
+
+    def __call__(self, epoch, row, state) -> None:
+        from ncl import io
+        from ncl.training import History
+        epoch = int(epoch)
+        with self.lock:
+            self.rows[epoch] = jax_tree_map(np.asarray, row)
+            self.states[epoch] = jax_tree_map(lambda a: a, state)
+            complete = 0
+            while complete in self.rows:
+                complete += 1
+            newest = max((e for e in self.states if e < complete), default=None)
+            if newest is None or newest <= self.written:
+                return
+            done = [self.rows[e] for e in range(newest + 1)]
+            history = History(*(np.stack(f, axis=1) for f in zip(*done)))
+            io.save_checkpoint(self.out, self.states[newest], history, self.config,
+                               seeds=self.seeds, epochs_done=newest + 1,
+                               data_info=self.data_info, extra=self.extra)
+            self.written = newest
+            self.states = {e: s for e, s in self.states.items() if e > newest}
+
+
+def jax_tree_map(fn, tree):
+    import jax
+    return jax.tree_util.tree_map(fn, tree)
+
+
+def _data_digest(x: np.ndarray) -> str:
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(x, np.uint8).tobytes()).hexdigest()
+
+
 def cmd_train(args) -> int:
-    configure_cpu_devices(args.cpu_devices)
+    from ncl import io
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    if args.resume:
+        return _resume_train(args, log)
+    config = config_from_args(args)
+    out = Path(args.out)
+    if ((out / io.CONFIG_FILE).exists() or (out / io.CHECKPOINT_FILE).exists()) \
+            and not args.overwrite:
+        raise UsageError(f"{out} already holds a run; choose another --out, pass --overwrite, "
+                         f"or continue it with --resume {out}")
+    n_dev = configure_cpu_devices(args.cpu_devices)
+    x, _, info = load_data_from_args(args)
+    info["sha256"] = _data_digest(x)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    extra = {"cpu_devices": n_dev}
+    return _run_training(out, config, seeds, x, info, extra, 0, None, None, args, log)
+
+
+def _resume_train(args, log) -> int:
+    from ncl import data as data_lib
+    from ncl import io
+    out = Path(args.resume)
+    run = io.load_checkpoint(out)
+    extra = dict(run.meta.get("extra", {}))
+    configure_cpu_devices(args.cpu_devices or extra.get("cpu_devices"))
+    info = run.meta["data"]
+    if info.get("source", "").startswith("bundled"):
+        x, _ = data_lib.load_paper_data()
+    else:
+        x, _ = data_lib.load_digits(digits=tuple(info["digits"]), per_digit=info["per_digit"],
+                                    directory=args.mnist_dir or info.get("source"))
+    if info.get("sha256") and _data_digest(x) != info["sha256"]:
+        raise RuntimeError(f"the data found now differ from the data the run in {out} was "
+                           "trained on (SHA-256 mismatch); pass --mnist-dir with the original "
+                           "files")
+    done = int(run.meta["epochs_done"])
+    log(f"ncl train --resume: {out}, {done}/{run.config.epochs} epochs done")
+    return _run_training(out, run.config, list(run.seeds), x, info, extra, done, run.state,
+                         run.history, args, log)
+
+
+def _run_training(out, config, seeds, x, info, extra, start, state, prior, args, log) -> int:
     import jax
 
     from ncl import io
-    from ncl.training import train_ensemble
-    config = config_from_args(args)
-    x, _, info = load_data_from_args(args)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    out = Path(args.out)
-    if (out / io.CONFIG_FILE).exists() and not args.overwrite:
-        raise UsageError(f"{out} already holds a saved run; choose another --out or pass "
-                         "--overwrite")
-    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    from ncl.training import History, continue_training, train_ensemble
     log(f"ncl train: {len(seeds)} seeds, L={config.model.n_hidden} {config.model.hidden}, "
         f"T={config.chain_length}, {config.epochs} epochs x {config.steps_per_epoch} steps, "
         f"data {x.shape[0]}x{x.shape[1]} ({info['source']}), "
         f"{jax.local_device_count()} x {jax.devices()[0].device_kind}")
     progress = EpochProgress(config.epochs, quiet=args.quiet)
+    every = args.checkpoint_every or config.epochs
+    saver = Checkpointer(out, config, seeds, info, extra, prior=prior)
     t0 = time.perf_counter()
-    state, history = train_ensemble(seeds, x, config, progress=progress)
+    if start >= config.epochs:  # the checkpoint already holds the finished run
+        history = prior
+    elif state is None:
+        state, history = train_ensemble(seeds, x, config, progress=progress,
+                                        checkpoint=(every, saver))
+    else:
+        state, rest = continue_training(state, x, config, start, progress=progress,
+                                        checkpoint=(every, saver))
+        history = History(*(np.concatenate([np.asarray(a), np.asarray(b)], axis=1)
+                            for a, b in zip(prior, rest)))
     jax.block_until_ready(state)
     wall = time.perf_counter() - t0
-    io.save_run(out, state, history, config, seeds=seeds, data_info=info,
-                extra={"train_wall_seconds": wall})
+    extra = dict(extra, train_wall_seconds=wall + extra.get("train_wall_seconds", 0.0))
+    io.save_run(out, state, history, config, seeds=seeds, data_info=info, extra=extra)
+    (out / io.CHECKPOINT_FILE).unlink(missing_ok=True)
     log(_summary_table(history, seeds))
     log(f"trained in {wall:.1f}s (compile included); saved to {out}")
     finite = np.asarray(history.finite)
     if not finite.all():
         bad = [(seeds[i], int(np.argmin(finite[i]))) for i in range(len(seeds))
                if not finite[i].all()]
-        log("ERROR: training diverged (non-finite parameters) for seed/epoch: "
+        log("ERROR: training diverged (non-finite parameters) for seed@epoch: "
             + ", ".join(f"{s}@{e}" for s, e in bad))
         return EXIT_FAILURE
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- reproduce / diagnose / figures
+
+def add_diagnostics_arguments(p: argparse.ArgumentParser, defaults=None) -> None:
+    """Options of :class:`ncl.diagnostics.DiagnosticsConfig` (defaults: the SPEC's)."""
+    from ncl.diagnostics import DiagnosticsConfig
+    d = defaults or DiagnosticsConfig()
+    g = p.add_argument_group("diagnostics")
+    g.add_argument("--burn-in", type=int, default=None,
+                   help=f"double steps discarded per chain (default: {d.burn_in})")
+    g.add_argument("--diag-steps", type=_positive_int, default=None,
+                   help=f"recorded double steps in total (default: {d.n_steps})")
+    g.add_argument("--diag-chains", type=_positive_int, default=None,
+                   help=f"independent chains, the jackknife groups (default: {d.n_chains})")
+    g.add_argument("--rb-samples", type=_positive_int, default=None,
+                   help=f"Rao-Blackwell samples per hidden state (default: {d.rb_samples})")
+    g.add_argument("--key-seed", type=int, default=0,
+                   help="seed of the diagnostics' random key (default: 0)")
+    g.add_argument("--estimator", choices=("rb", "counts"), default="rb",
+                   help="sigma estimator shown in the figures (default: rb, Rao-Blackwellised)")
+
+
+def dcfg_from_args(args, base=None):
+    """A :class:`DiagnosticsConfig` from ``base`` (default: the SPEC's) and the options."""
+    import dataclasses
+
+    from ncl.diagnostics import DiagnosticsConfig
+    base = base or DiagnosticsConfig()
+    over = {}
+    for arg, field in (("burn_in", "burn_in"), ("diag_steps", "n_steps"),
+                       ("diag_chains", "n_chains"), ("rb_samples", "rb_samples")):
+        if getattr(args, arg, None) is not None:
+            over[field] = getattr(args, arg)
+    try:
+        return dataclasses.replace(base, **over)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e))
+
+
+_PROTOCOL_FIELDS = ("epochs", "steps_per_epoch", "chain_length", "learning_rate",
+                    "batch_min", "batch_max")
+
+
+def _quick_train_config(args):
+    """``--quick``: the reduced protocol of :func:`ncl.reproduce.quick_protocol`, except
+    for the fields given on the command line or in ``--config``."""
+    import dataclasses
+
+    from ncl.reproduce import quick_protocol
+    cfg = config_from_args(args)
+    quick, _ = quick_protocol()
+    explicit = {f for f in _PROTOCOL_FIELDS if getattr(args, f, None) is not None}
+    if args.config:
+        explicit |= set(_read_config_file(args.config))
+    over = {f.name: getattr(quick, f.name) for f in dataclasses.fields(quick)
+            if f.name != "model" and f.name not in explicit}
+    try:
+        return dataclasses.replace(cfg, **over)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e))
+
+
+def cmd_reproduce(args) -> int:
+    configure_cpu_devices(args.cpu_devices)
+    from ncl import io
+    from ncl.reproduce import paper_diagnostics_config, quick_protocol, reproduce
+    if args.quick:
+        config = _quick_train_config(args)
+        dcfg = dcfg_from_args(args, quick_protocol()[1])
+        n_seeds = args.seeds if args.seeds is not None else 3
+    else:
+        config = config_from_args(args)
+        dcfg = dcfg_from_args(args, paper_diagnostics_config())
+        n_seeds = args.seeds if args.seeds is not None else 36
+    x, y, info = load_data_from_args(args)
+    seeds = list(range(args.first_seed, args.first_seed + n_seeds))
+    out = Path(args.out)
+    if (out / io.CONFIG_FILE).exists() or (out / "ensemble" / io.CONFIG_FILE).exists():
+        if not args.overwrite:
+            raise UsageError(f"{out} already holds a reproduction; choose another --out or "
+                             "pass --overwrite")
+    t0 = time.perf_counter()
+    progress = EpochProgress(config.epochs, quiet=args.quiet)
+    reproduce(out, seeds=seeds, config=config, dcfg=dcfg, data=x, labels=y,
+              key_seed=args.key_seed, progress=progress, estimator=args.estimator,
+              quiet=args.quiet, data_info=info)
+    if not args.quiet:
+        print(f"ncl reproduce: done in {time.perf_counter() - t0:.1f}s; see "
+              f"{out / 'REPORT.md'}", file=sys.stderr)
+    hist = np.load(out / "ensemble" / io.HISTORY_FILE)
+    if not np.asarray(hist["finite"]).all():
+        print("ncl reproduce: ERROR: training diverged (non-finite parameters) for some "
+              "seeds; see metrics.csv (column finite)", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_diagnose(args) -> int:
+    from ncl.reproduce import diagnose_run
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").exists() and (run_dir / "ensemble" / "config.json").exists():
+        run_dir = run_dir / "ensemble"  # an `ncl reproduce` output directory
+    out = Path(args.out) if args.out else run_dir.parent / (run_dir.name + "-diagnostics") \
+        if run_dir.name != "ensemble" else run_dir.parent
+    diagnose_run(run_dir, out, dcfg=dcfg_from_args(args), key_seed=args.key_seed,
+                 estimator=args.estimator, figures=not args.no_figures, quiet=args.quiet)
+    if not args.quiet:
+        print(f"ncl diagnose: wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_figures(args) -> int:
+    from ncl.reproduce import DIAGNOSTICS_FILE, make_figures
+    out = Path(args.out_dir)
+    if not (out / DIAGNOSTICS_FILE).exists():
+        raise UsageError(f"{out / DIAGNOSTICS_FILE} not found; run `ncl reproduce` or "
+                         "`ncl diagnose` first")
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    paths = make_figures(out, estimator=args.estimator, log=log)
+    if not args.quiet:
+        for p in paths:
+            print(p)
     return EXIT_OK
 
 
@@ -284,8 +505,50 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(p)
     p.add_argument("--out", default="runs/train", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace a run saved in --out")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=10,
+                   help="write OUT/checkpoint.npz (atomically) every this many epochs")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the interrupted run in DIR from its checkpoint (its saved "
+                        "config, seeds and data are used; the result equals an "
+                        "uninterrupted run bit for bit)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reproduce", help="the paper's experiment end to end: train the "
+                       "ensemble, diagnose, Figs. 2-4, metrics.csv, REPORT.md",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_train_arguments(p)
+    p.set_defaults(seeds=None)
+    add_data_arguments(p)
+    add_diagnostics_arguments(p)
+    p.add_argument("--quick", action="store_true",
+                   help="reduced protocol for smoke tests (3 seeds, 3 short epochs, short "
+                        "diagnostics); explicit options still win")
+    p.add_argument("--out", default="runs/reproduce", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous output")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("diagnose", help="diagnose a saved ensemble (no retraining) and "
+                       "write figures, metrics.csv, REPORT.md",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="a run saved by `ncl train` (or an `ncl reproduce` output directory)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: RUN_DIR-diagnostics; for a reproduce "
+                        "directory, that directory)")
+    add_diagnostics_arguments(p)
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("figures", help="redraw Figs. 2-4 from OUT_DIR/diagnostics.npz",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output of `ncl reproduce`/`diagnose`")
+    p.add_argument("--estimator", choices=("rb", "counts"), default="rb",
+                   help="sigma estimator shown (rb: Rao-Blackwellised; counts: the paper's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_figures)
     return parser
 
 

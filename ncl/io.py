@@ -6,7 +6,9 @@ A run directory holds plain, light files that any NumPy can read:
   the data, the epochs completed, and provenance (ncl/JAX versions, device, time);
 * ``state.npz`` — every leaf of the (ensemble) :class:`~ncl.training.TrainState`, named
   by its pytree path (e.g. ``params.w``, ``opt_state[0].nu.w``; PRNG keys as raw key data);
-* ``history.npz`` — the per-epoch :class:`~ncl.training.History` fields.
+* ``history.npz`` — the per-epoch :class:`~ncl.training.History` fields;
+* ``checkpoint.npz`` — during training: all of the above in ONE file (so it is replaced
+  as a whole), written every few epochs; ``ncl train --resume`` continues from it.
 
 Every file is written to a temporary name and moved into place with ``os.replace``, so
 an interrupted save leaves the previous version intact.
@@ -30,6 +32,7 @@ from ncl.training import History, TrainConfig, TrainState, init_state
 
 FORMAT_VERSION = 1
 CONFIG_FILE, STATE_FILE, HISTORY_FILE = "config.json", "state.npz", "history.npz"
+CHECKPOINT_FILE = "checkpoint.npz"
 
 
 class RunFileError(ValueError):
@@ -107,6 +110,19 @@ def _flatten(tree) -> dict[str, np.ndarray]:
             for path, leaf in leaves}
 
 
+def _meta(config, seeds, ensemble, epochs_done, data_info, extra) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "train_config": config.to_dict(),
+        "seeds": [int(v) for v in np.atleast_1d(np.asarray(seeds))],
+        "ensemble": bool(ensemble),
+        "epochs_done": int(epochs_done),
+        "data": data_info or {},
+        "provenance": provenance(),
+        "extra": extra or {},
+    }
+
+
 def save_run(directory, state: TrainState, history: History, config: TrainConfig, *,
              seeds, ensemble: bool = True, data_info: dict | None = None,
              epochs_done: int | None = None, extra: dict | None = None) -> Path:
@@ -122,25 +138,47 @@ def save_run(directory, state: TrainState, history: History, config: TrainConfig
       extra: more JSON-able metadata to store under ``"extra"``.
     """
     directory = Path(directory)
-    seeds = [int(s) for s in np.atleast_1d(np.asarray(seeds))]
     hist_arrays = {k: np.asarray(v) for k, v in history._asdict().items()}
     if epochs_done is None:
         epochs_done = int(hist_arrays["loglik"].shape[-1])
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "train_config": config.to_dict(),
-        "seeds": seeds,
-        "ensemble": bool(ensemble),
-        "epochs_done": int(epochs_done),
-        "data": data_info or {},
-        "provenance": provenance(),
-        "extra": extra or {},
-    }
+    meta = _meta(config, seeds, ensemble, epochs_done, data_info, extra)
     _atomic_write(directory / STATE_FILE, lambda f: np.savez(f, **_flatten(state)))
     _atomic_write(directory / HISTORY_FILE, lambda f: np.savez(f, **hist_arrays))
     _atomic_write(directory / CONFIG_FILE,
                   lambda f: f.write(json.dumps(meta, indent=2).encode()))
     return directory
+
+
+def save_checkpoint(directory, state: TrainState, history: History, config: TrainConfig, *,
+                    seeds, epochs_done: int, data_info: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write ``checkpoint.npz`` (state, history so far, config, provenance) atomically:
+    a kill during the write leaves the previous checkpoint intact."""
+    directory = Path(directory)
+    arrays = {"state/" + k: v for k, v in _flatten(state).items()}
+    arrays.update({"history/" + k: np.asarray(v) for k, v in history._asdict().items()})
+    meta = _meta(config, seeds, True, epochs_done, data_info, extra)
+    arrays["meta_json"] = np.asarray(json.dumps(meta))
+    path = directory / CHECKPOINT_FILE
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def load_checkpoint(directory) -> Run:
+    """Load ``checkpoint.npz`` of a run directory (see :func:`save_checkpoint`)."""
+    path = Path(directory) / CHECKPOINT_FILE
+    if not Path(directory).is_dir():
+        raise RunFileError(f"no run to resume at {directory}: not a directory")
+    arrays = _read_npz(path)
+    if "meta_json" not in arrays:
+        raise RunFileError(f"{path}: no metadata; not an ncl checkpoint")
+    try:
+        meta = json.loads(str(arrays.pop("meta_json")))
+    except json.JSONDecodeError as e:
+        raise RunFileError(f"{path}: corrupt metadata ({e})") from e
+    state = {k[len("state/"):]: v for k, v in arrays.items() if k.startswith("state/")}
+    hist = {k[len("history/"):]: v for k, v in arrays.items() if k.startswith("history/")}
+    return _build_run(meta, state, hist, path)
 
 
 def _state_template(config: TrainConfig, n_visible: int, n_members: int | None):
@@ -174,9 +212,6 @@ def load_meta(directory) -> dict:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunFileError(f"cannot read {path}: corrupt JSON ({e})") from e
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise RunFileError(f"{path}: unsupported format_version {meta.get('format_version')!r} "
-                           f"(this ncl reads version {FORMAT_VERSION})")
     return meta
 
 
@@ -184,14 +219,21 @@ def load_run(directory) -> Run:
     """Load a run saved by :func:`save_run`, checking every array's name, shape and dtype."""
     directory = Path(directory)
     meta = load_meta(directory)
+    return _build_run(meta, _read_npz(directory / STATE_FILE),
+                      _read_npz(directory / HISTORY_FILE), directory)
+
+
+def _build_run(meta: dict, arrays: dict, hist: dict, where: Path) -> Run:
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise RunFileError(f"{where}: unsupported format_version "
+                           f"{meta.get('format_version')!r} (this ncl reads {FORMAT_VERSION})")
     try:
         config = TrainConfig.from_dict(meta["train_config"])
     except (KeyError, TypeError, ValueError) as e:
-        raise RunFileError(f"{directory / CONFIG_FILE}: invalid train_config ({e})") from e
-    arrays = _read_npz(directory / STATE_FILE)
+        raise RunFileError(f"{where}: invalid train_config ({e})") from e
     ensemble = bool(meta.get("ensemble", True))
     if "params.w" not in arrays:
-        raise RunFileError(f"{directory / STATE_FILE}: no params.w array; not an ncl run")
+        raise RunFileError(f"{where}: no params.w array; not an ncl run")
     n_visible = int(arrays["params.w"].shape[-2])
     n_members = int(arrays["params.w"].shape[0]) if ensemble else None
     template = _state_template(config, n_visible, n_members)
@@ -200,20 +242,19 @@ def load_run(directory) -> Run:
     for path, spec in paths_leaves:
         name = jax.tree_util.keystr(path).lstrip(".")
         if name not in arrays:
-            raise RunFileError(f"{directory / STATE_FILE}: array {name!r} is missing")
+            raise RunFileError(f"{where}: state array {name!r} is missing")
         value = arrays[name]
         if jnp.issubdtype(spec.dtype, jax.dtypes.prng_key):
             leaves.append(jax.random.wrap_key_data(jnp.asarray(value, jnp.uint32)))
             continue
         if value.shape != spec.shape or value.dtype != spec.dtype:
-            raise RunFileError(f"{directory / STATE_FILE}: array {name!r} has shape "
-                               f"{value.shape} {value.dtype}, expected {spec.shape} {spec.dtype}")
+            raise RunFileError(f"{where}: array {name!r} has shape {value.shape} {value.dtype}, "
+                               f"expected {spec.shape} {spec.dtype}")
         leaves.append(jnp.asarray(value))
     state = jax.tree_util.tree_unflatten(treedef, leaves)
-    hist = _read_npz(directory / HISTORY_FILE)
     missing = set(History._fields) - set(hist)
     if missing:
-        raise RunFileError(f"{directory / HISTORY_FILE}: fields {sorted(missing)} are missing")
+        raise RunFileError(f"{where}: history fields {sorted(missing)} are missing")
     history = History(**{k: jnp.asarray(hist[k]) for k in History._fields})
     return Run(config=config, state=state, history=history, seeds=tuple(meta["seeds"]),
                ensemble=ensemble, meta=meta)

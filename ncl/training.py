@@ -289,7 +289,16 @@ def epoch_segments(config: TrainConfig, start_epoch: int = 0,
 
 
 def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progress,
-                mesh=None, n_members=None):
+                mesh=None, n_members=None, checkpoint=None):
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    def to_host_view(tree):
+        if mesh is None:
+            return tree
+        # gather once (replicated), drop the padding members
+        tree = jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec()))
+        return jax.tree_util.tree_map(lambda a: a[:n_members], tree)
+
     rows = []
     for lo, hi, n_pad in epoch_segments(config, start_epoch, stop_epoch):
         epoch_fn = functools.partial(run_epoch, config=config, n_pad=n_pad)
@@ -299,13 +308,13 @@ def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progr
         def body(s, epoch, epoch_fn=epoch_fn):
             s, row = epoch_fn(s, data, epoch)
             if progress is not None:
-                shown = row
-                if mesh is not None:  # gather the small row once, drop padding members
-                    from jax.sharding import NamedSharding, PartitionSpec
-                    shown = jax.lax.with_sharding_constraint(
-                        row, NamedSharding(mesh, PartitionSpec()))
-                    shown = jax.tree_util.tree_map(lambda a: a[:n_members], shown)
-                jax.debug.callback(progress, epoch, shown)
+                jax.debug.callback(progress, epoch, to_host_view(row))
+            if checkpoint is not None:
+                every, save = checkpoint
+                due = ((epoch + 1) % every == 0) | (epoch + 1 == stop_epoch)
+                jax.lax.cond(due, lambda: jax.debug.callback(save, epoch, to_host_view(row),
+                                                              to_host_view(s)),
+                             lambda: None)
             return s, row
 
         state, seg_rows = jax.lax.scan(body, state, jnp.arange(lo, hi, dtype=jnp.int32))
@@ -315,9 +324,13 @@ def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progr
     return state, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *rows)
 
 
+CheckpointFn = Callable[[int, History, TrainState], None]
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch: int,
-              fresh: bool, progress: ProgressFn | None, mesh=None, n_members=None):
+              fresh: bool, progress: ProgressFn | None,
+              checkpoint: tuple[int, CheckpointFn] | None = None, mesh=None, n_members=None):
     def run(keys_or_state, data):
         if fresh:
             init = functools.partial(init_state, config=config)
@@ -325,7 +338,7 @@ def _compiled(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch:
         else:
             state = keys_or_state
         state, hist = _run_epochs(state, data, config, start_epoch, stop_epoch, ensemble,
-                                  progress, mesh, n_members)
+                                  progress, mesh, n_members, checkpoint)
         if ensemble:  # History rows were stacked epoch-major; make it (seeds, E, ...)
             hist = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), hist)
         return state, hist
@@ -441,7 +454,8 @@ def _run_sharded(make_fn, members, data, devices):
 
 
 def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
-                   progress: ProgressFn | None = None, devices=None
+                   progress: ProgressFn | None = None, devices=None,
+                   checkpoint: tuple[int, CheckpointFn] | None = None
                    ) -> tuple[TrainState, History]:
     """Train an ensemble of independent models, vmapped over seeds, as one XLA program.
 
@@ -454,6 +468,10 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
       devices: where to run: ``None`` (all local devices), a count, or a list of devices.
         With several devices the seed axis is sharded over a one-axis mesh; the result
         equals the single-device run up to float32 round-off (see ``tests/test_sharding.py``).
+      checkpoint: optional ``(every, save)``: ``save(epoch, history_row, state)`` is called
+        on the host from inside the program after every ``every``-th epoch and the last
+        one, with that epoch's history row and the ensemble state after it (resume with
+        :func:`continue_training` from ``epoch + 1``).
     Returns:
       ``(TrainState, History)`` with a leading ``(S,)`` axis on every leaf; history
       fields are ``(S, E, ...)``. Member ``i`` equals ``train(seeds[i], data, config)``.
@@ -464,8 +482,18 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
         keys = seeds
     else:
         keys = ensemble_keys(seeds)
-    make = functools.partial(_compiled, config, True, 0, config.epochs, True, progress)
+    make = functools.partial(_compiled, config, True, 0, config.epochs, True, progress,
+                             _check_checkpoint(checkpoint))
     return _run_sharded(make, keys, jnp.asarray(data), devices)
+
+
+def _check_checkpoint(checkpoint):
+    if checkpoint is None:
+        return None
+    every, save = checkpoint
+    if not isinstance(every, (int, np.integer)) or every < 1 or not callable(save):
+        raise ValueError(f"checkpoint must be (every >= 1, callable), got {checkpoint!r}")
+    return int(every), save
 
 
 def init_ensemble_state(seeds, data, config: TrainConfig = TrainConfig()) -> TrainState:
@@ -481,14 +509,15 @@ def init_ensemble_state(seeds, data, config: TrainConfig = TrainConfig()) -> Tra
 
 def continue_training(state: TrainState, data, config: TrainConfig, start_epoch: int,
                       stop_epoch: int | None = None, ensemble: bool = True,
-                      progress: ProgressFn | None = None, devices=None
+                      progress: ProgressFn | None = None, devices=None,
+                      checkpoint: tuple[int, CheckpointFn] | None = None
                       ) -> tuple[TrainState, History]:
     """Run epochs ``[start_epoch, stop_epoch)`` (default: to ``config.epochs``) from ``state``.
 
     ``state`` must be the state after ``start_epoch`` epochs (or the initial state for 0).
     Running the epochs in pieces gives, bit for bit, the uninterrupted result: step keys
     depend only on ``state.step`` and the padding only on the epoch. ``devices`` as in
-    :func:`train_ensemble`.
+    :func:`train_ensemble`, and ``checkpoint`` too.
     Returns the new state and the History rows of the epochs run.
     """
     data = check_data(data)
@@ -503,7 +532,7 @@ def continue_training(state: TrainState, data, config: TrainConfig, start_epoch:
         raise ValueError(f"state has taken {np.unique(steps).tolist()} steps, but epoch "
                          f"{start_epoch} starts at step {expected}")
     make = functools.partial(_compiled, config, ensemble, int(start_epoch), stop_epoch, False,
-                             progress)
+                             progress, _check_checkpoint(checkpoint))
     if not ensemble:
         return make()(state, jnp.asarray(data))
     return _run_sharded(make, state, jnp.asarray(data), devices)
