@@ -463,13 +463,14 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
-    from ncl.reproduce import diagnose_run
+    from ncl.reproduce import diagnose_run, paper_diagnostics_config, quick_protocol
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").exists() and (run_dir / "ensemble" / "config.json").exists():
         run_dir = run_dir / "ensemble"  # an `ncl reproduce` output directory
     out = Path(args.out) if args.out else run_dir.parent / (run_dir.name + "-diagnostics") \
         if run_dir.name != "ensemble" else run_dir.parent
-    diagnose_run(run_dir, out, dcfg=dcfg_from_args(args), key_seed=args.key_seed,
+    base = quick_protocol()[1] if args.quick else paper_diagnostics_config()
+    diagnose_run(run_dir, out, dcfg=dcfg_from_args(args, base), key_seed=args.key_seed,
                  estimator=args.estimator, figures=not args.no_figures, quiet=args.quiet)
     if not args.quiet:
         print(f"ncl diagnose: wrote {out}", file=sys.stderr)
@@ -488,6 +489,55 @@ def cmd_figures(args) -> int:
         for p in paths:
             print(p)
     return EXIT_OK
+
+
+def cmd_sweep(args) -> int:
+    """``ncl sweep``: a grid of settings × seeds, one compiled program per shape."""
+    import csv
+    import json as _json
+
+    from ncl import io
+    from ncl import sweep as sweep_lib
+    try:
+        grid = sweep_lib.parse_grid(args.grid)
+        base = config_from_args(args)
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        members = sweep_lib.expand(base, grid, seeds)
+    except ValueError as e:
+        raise UsageError(str(e))
+    out = Path(args.out)
+    if (out / "sweep.csv").exists() and not args.overwrite:
+        raise UsageError(f"{out} already holds a sweep; choose another --out or --overwrite")
+    configure_cpu_devices(args.cpu_devices)
+    x, _, info = load_data_from_args(args)
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    group_configs = list(sweep_lib.group_members(members))
+    log(f"ncl sweep: {len(members)} members ({len(seeds)} seeds x "
+        f"{len(members) // len(seeds)} grid points) in {len(group_configs)} compiled group(s)")
+    printers = [EpochProgress(cfg.epochs, quiet=args.quiet) for cfg in group_configs]
+
+    def progress(gi, epoch, row):
+        printers[gi](epoch, row)
+
+    t0 = time.perf_counter()
+    results = sweep_lib.train_sweep(members, x, progress=progress)
+    wall = time.perf_counter() - t0
+    for gi, res in enumerate(results):
+        io.save_run(out / f"group_{gi:02d}", res.state, res.history, res.config,
+                    seeds=[m.seed for m in res.members], data_info=info,
+                    extra={"sweep_members": [{"member": m.index, "seed": m.seed,
+                                              **dict(m.settings)} for m in res.members]})
+    rows = sweep_lib.summary_rows(results)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "sweep.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "sweep.json").write_text(_json.dumps(
+        {"grid": args.grid, "seeds": seeds, "base_config": base.to_dict(),
+         "train_wall_seconds": wall, "members": rows}, indent=2))
+    log(f"sweep trained in {wall:.1f}s; {out / 'sweep.csv'} has one row per member")
+    return EXIT_OK if all(r["finite"] for r in rows) else EXIT_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -514,6 +564,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("sweep", help="train a grid of settings x seeds (one compiled "
+                       "program per shape) and tabulate the results",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--grid", required=True,
+                   help='settings to sweep, e.g. "lr=0.03,0.1,0.3 T=24,48 centering=on,off '
+                        'recognition=paper,softmax L=6,10"')
+    add_train_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--out", default="runs/sweep", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a sweep saved in --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("reproduce", help="the paper's experiment end to end: train the "
                        "ensemble, diagnose, Figs. 2-4, metrics.csv, REPORT.md",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -538,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output directory (default: RUN_DIR-diagnostics; for a reproduce "
                         "directory, that directory)")
     add_diagnostics_arguments(p)
+    p.add_argument("--quick", action="store_true",
+                   help="short diagnostics for smoke tests (those of `ncl reproduce --quick`)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_diagnose)

@@ -25,13 +25,16 @@ import numpy as np
 import optax
 
 from ncl import chain as chain_lib
+from ncl import exact as exact_lib
 from ncl import monitor as monitor_lib
 from ncl.gradient import autodiff_gradient, two_step_gradient
+from ncl import rbm as rbm_lib
 from ncl.model import ModelConfig, Params, data_center, init_params
 
 Array = jax.Array
 
-GRADIENT_FORMS = ("closed-form", "autodiff")
+GRADIENT_FORMS = ("closed-form", "autodiff", "exact", "two-step-expected")
+FAMILIES = ("ncl", "rbm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +52,14 @@ class TrainConfig:
         ``batch_min`` to ``batch_max`` (``N_e = round(min + (max − min)·e/(E − 1))``).
       rmsprop_decay, rmsprop_eps: optax ``rmsprop`` settings (its defaults).
       init_subset_fraction: fraction of the data averaged per hidden unit at init (App. A1).
-      gradient: ``"closed-form"`` (eqs. 16–17) or ``"autodiff"`` (grad of the surrogate).
+      gradient: ``"closed-form"`` (eqs. 16–17) or ``"autodiff"`` (grad of the surrogate);
+        ``"exact"`` (true gradient of the exact log-likelihood, :mod:`ncl.exact`, small D
+        only) or ``"two-step-expected"`` (the two-step rule with exact stationary
+        averages, :func:`ncl.exact.expected_two_step_gradient`). For ``family="rbm"``:
+        PCD in closed form / by autodiff, or ``"exact"`` (:mod:`ncl.rbm`).
+      family: ``"ncl"`` (the two-kernel model) or ``"rbm"`` (the equilibrium baseline,
+        :mod:`ncl.rbm`: ``wbar`` tied to ``wᵀ``, one-hot hidden units need
+        ``recognition="softmax"``; build it with :func:`ncl.rbm.rbm_train_config`).
       batch_buckets: the epochs are cut into this many contiguous segments, each compiled
         with its own static padded minibatch (the largest ``N_e`` it needs), so early
         epochs do not pay for 160 rows. Speed only: minibatch indices are drawn
@@ -71,6 +81,7 @@ class TrainConfig:
     rmsprop_eps: float = 1e-8
     init_subset_fraction: float = 0.1
     gradient: str = "closed-form"
+    family: str = "ncl"
     batch_buckets: int = 4
     monitor: bool = True
     scan_unroll: int = 1
@@ -101,6 +112,11 @@ class TrainConfig:
                 f"init_subset_fraction must be in (0, 1], got {self.init_subset_fraction}")
         if self.gradient not in GRADIENT_FORMS:
             raise ValueError(f"gradient must be one of {GRADIENT_FORMS}, got {self.gradient!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.family == "rbm":
+            rbm_lib.check_model_config(self.model)
+            rbm_lib.gradient_function(self.gradient)
 
     @property
     def total_steps(self) -> int:
@@ -185,9 +201,14 @@ def minibatch_size(epoch, config: TrainConfig):
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """optax RMSprop (decay 0.9, eps 1e-8 by default). Applied to −grad (ascent)."""
-    return optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay,
-                         eps=config.rmsprop_eps)
+    """optax RMSprop (decay 0.9, eps 1e-8 by default), applied to −grad (ascent).
+
+    The learning rate is an injected hyperparameter (``opt_state.hyperparams
+    ["learning_rate"]``), so ensemble members can train with different rates in one
+    program (:mod:`ncl.sweep`); the arithmetic is bit-identical to ``optax.rmsprop``.
+    """
+    return optax.inject_hyperparams(optax.rmsprop, static_args=("decay", "eps"))(
+        learning_rate=config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps)
 
 
 def init_state(key: Array, data: Array, config: TrainConfig) -> TrainState:
@@ -196,11 +217,27 @@ def init_state(key: Array, data: Array, config: TrainConfig) -> TrainState:
     ``key`` is a typed PRNG key; ``data (N_D, D)`` float32 in {0, 1}.
     """
     k_init, k_x0, k_run = jax.random.split(key, 3)
-    params = init_params(k_init, data, config.model, config.init_subset_fraction)
+    params = tie_parameters(init_params(k_init, data, config.model,
+                                        config.init_subset_fraction), config)
     x0 = data[jax.random.randint(k_x0, (config.n_chains,), 0, data.shape[0])]
     return TrainState(params=params, opt_state=make_optimizer(config).init(params),
                       chain=chain_lib.init(x0), center=data_center(data, config.model),
                       key=k_run, step=jnp.zeros((), jnp.int32))
+
+
+def gradient_function(config: TrainConfig) -> Callable:
+    """The estimator ``(params, traj, batch, center, model, mask) -> (grads, loglik)`` that
+    ``config.family`` and ``config.gradient`` select."""
+    if config.family == "rbm":
+        return rbm_lib.gradient_function(config.gradient)
+    if config.gradient in exact_lib.GRADIENTS:
+        return exact_lib.GRADIENTS[config.gradient]
+    return two_step_gradient if config.gradient == "closed-form" else autodiff_gradient
+
+
+def tie_parameters(params: Params, config: TrainConfig) -> Params:
+    """RBM family: ``wbar ← wᵀ`` (after init and every update); the identity otherwise."""
+    return rbm_lib.tie(params) if config.family == "rbm" else params
 
 
 class StepInfo(NamedTuple):
@@ -225,11 +262,11 @@ def train_step(state: TrainState, data: Array, batch_size: Array, config: TrainC
     chain_state, traj = chain_lib.sample_chain(k_chain, state.chain, state.params,
                                                state.center, config.model,
                                                config.chain_length, unroll=config.scan_unroll)
-    grad_fn = two_step_gradient if config.gradient == "closed-form" else autodiff_gradient
+    grad_fn = gradient_function(config)
     grads, loglik = grad_fn(state.params, traj, batch, state.center, config.model, mask)
     ascent = jax.tree_util.tree_map(jnp.negative, grads)
     updates, opt_state = make_optimizer(config).update(ascent, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params = tie_parameters(optax.apply_updates(state.params, updates), config)
     new_state = state._replace(params=params, opt_state=opt_state, chain=chain_state,
                                step=state.step + 1)
     return new_state, StepInfo(loglik, jnp.mean(traj.z, axis=(0, 1)), traj)
