@@ -123,32 +123,23 @@ def check_enumerable(config: ModelConfig) -> int:
 
 # ----------------------------------------------------------------------------- trajectory
 
-def _advance(key, x, params, center, config, n: int, segment: int, record: bool):
-    """Run ``n`` double steps from ``x (C, D)`` in segments; record state indices ``(n, C)``."""
-    n_seg, rem = divmod(n, segment)
-    keys = jax.random.split(key, n_seg + 1)
+def _run_and_record(key, x, params, center, config, n: int, segment: int):
+    """Run ``n`` double steps from ``x (C, D)``; return state indices ``(C, n)``.
+
+    One ``lax.scan`` over ``ceil(n / segment)`` calls of ``sample_chain`` (the last one
+    may run a few steps past ``n``, which are discarded), so there is a single compiled
+    instance of the chain.
+    """
+    n_seg = -(-n // segment)
     C = x.shape[0]
 
-    def run(k, x, length):
-        st, traj = chain_lib.sample_chain(k, chain_lib.ChainState(x), params, center, config,
-                                          length)
-        return st.x, (hidden_state_index(traj.z, config) if record else None)
-
     def body(x, k):
-        return run(k, x, segment)
+        st, traj = chain_lib.sample_chain(k, chain_lib.ChainState(x), params, center, config,
+                                          segment)
+        return st.x, hidden_state_index(traj.z, config)     # (segment, C)
 
-    parts = []
-    if n_seg:
-        x, idx = jax.lax.scan(body, x, keys[:n_seg])
-        if record:
-            parts.append(idx.reshape(n_seg * segment, C))
-    if rem:
-        x, idx = run(keys[n_seg], x, rem)
-        if record:
-            parts.append(idx)
-    if not record:
-        return x, None
-    return x, jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    _, idx = jax.lax.scan(body, x, jax.random.split(key, n_seg))
+    return idx.reshape(n_seg * segment, C)[:n].T
 
 
 @functools.partial(jax.jit, static_argnames=("config", "burn_in", "n_steps", "segment"))
@@ -157,8 +148,9 @@ def hidden_trajectory(key: Array, params: Params, center: Array, config: ModelCo
     """Hidden-state indices of a long chain (Sect. IV B), after a burn-in.
 
     Runs :func:`ncl.chain.sample_chain` in segments of ``segment`` double steps inside a
-    ``lax.scan``; only int32 state indices are kept, so memory does not grow with
-    ``n_steps`` beyond the ``(n_steps,)`` output.
+    ``lax.scan``; only int32 state indices are kept (visible states never leave a
+    segment), so memory beyond the ``(burn_in + n_steps,)`` index buffer is
+    ``O(segment · C · D)`` whatever ``n_steps``.
 
     Args:
       key: PRNG key.
@@ -179,11 +171,9 @@ def hidden_trajectory(key: Array, params: Params, center: Array, config: ModelCo
     chex.assert_shape(center, (x.shape[1],))
     if n_steps < 1:
         raise ValueError(f"n_steps must be positive, got {n_steps}")
-    k_burn, k_rec = jax.random.split(key)
-    if burn_in > 0:
-        x, _ = _advance(k_burn, x, params, center, config, burn_in, segment, record=False)
-    _, states = _advance(k_rec, x, params, center, config, n_steps, segment, record=True)
-    states = states.T  # (C, n_steps)
+    segment = min(segment, burn_in + n_steps)
+    states = _run_and_record(key, x, params, center, config, burn_in + n_steps,
+                             segment)[:, burn_in:]
     return states[0] if single else states
 
 
@@ -356,11 +346,20 @@ def stationary_distribution(M: Array) -> Array:
     return p / jnp.sum(p)
 
 
-def stationary_distribution_from_log(log_M: Array) -> Array:
-    """:func:`stationary_distribution` of ``exp(log_M)``, returned as ``log p (S,)``."""
-    p = stationary_distribution(jnp.exp(log_M - jax.nn.logsumexp(log_M, axis=-1,
-                                                                 keepdims=True)))
-    return jnp.log(p)
+def stationary_distribution_from_log(log_M: Array, refine: int = 2) -> Array:
+    """:func:`stationary_distribution` of ``exp(log_M)``, returned as ``log p (S,)``.
+
+    The solve is done in probability space; then ``refine`` steps of ``p ← p M`` are
+    taken in log space (``log p_z ← logsumexp_{z'} [log p_{z'} + log M_{z'z}]``), which
+    leaves the stationary vector unchanged but gives states whose mass underflows in
+    float32 (e.g. ``e^-116``) their finite log-probability instead of ``−inf``.
+    """
+    log_M = log_M - jax.nn.logsumexp(log_M, axis=-1, keepdims=True)
+    lp = jnp.log(stationary_distribution(jnp.exp(log_M)))
+    for _ in range(refine):
+        lp = jax.nn.logsumexp(lp[:, None] + log_M, axis=0)
+        lp = lp - jax.nn.logsumexp(lp)
+    return lp
 
 
 # ----------------------------------------------------------------------------- eqs. 21–24
@@ -404,7 +403,8 @@ def entropy_production_from_log(log_p: Array, log_M: Array) -> Array:
     both_zero = jnp.isneginf(lF) & jnp.isneginf(lFt)
     diff = jnp.exp(lF) - jnp.exp(lFt)
     lr = jnp.where(both_zero, 0.0, lF - lFt)
-    term = jnp.where(both_zero, 0.0, diff * lr)
+    # diff == 0 (both fluxes underflow, or are equal): the term is 0 (x ln x → 0)
+    term = jnp.where(both_zero | (diff == 0), 0.0, diff * lr)
     return jnp.sum(jnp.where(_upper(log_p.shape[0]), term, 0.0))
 
 
@@ -413,14 +413,17 @@ def probability_currents(p: Array, M: Array) -> Array:
 
     ``p (S,)``, ``M (S, S)`` → ``(S, S)``.
     """
-    F = p[:, None] * M
-    return F - F.T
+    return _antisym(p[:, None] * M)
+
+
+def _antisym(F: Array) -> Array:
+    U = jnp.triu(F - F.T, k=1)
+    return U - U.T
 
 
 def probability_currents_from_log(log_p: Array, log_M: Array) -> Array:
     """:func:`probability_currents` from log quantities."""
-    F = jnp.exp(log_p[:, None] + log_M)
-    return F - F.T
+    return _antisym(jnp.exp(log_p[:, None] + log_M))
 
 
 def mean_self_transition(M: Array) -> Array:
@@ -436,7 +439,8 @@ def decorrelation_time(M, tol: float = 1e-9) -> np.ndarray:
     """Decorrelation time, eq. (23): ``τ = −1 / ln|λ₂|``.
 
     λ₂ is the eigenvalue of second-largest modulus. ``|λ₂| ≥ 1 − tol`` (periodic or
-    reducible chain) → ``inf``; ``λ₂ = 0`` → 0.
+    reducible chain) → ``inf``; ``|λ₂| ≤ 1e-12`` (λ₂ = 0 up to the eigensolver's
+    round-off, e.g. a rank-one M) → 0.
 
     **Host-side** (NumPy, float64 ``np.linalg.eigvals``): ``jnp.linalg.eig`` exists on CPU
     only, so this is not jittable. Accepts batches ``(..., S, S)`` → ``(...)`` float64.
@@ -449,7 +453,7 @@ def decorrelation_time(M, tol: float = 1e-9) -> np.ndarray:
     lam2 = ev[..., 1]
     with np.errstate(divide="ignore"):
         tau = np.where(lam2 >= 1.0 - tol, np.inf,
-                       np.where(lam2 <= 0.0, 0.0, -1.0 / np.log(np.clip(lam2, 1e-300, 1.0))))
+                       np.where(lam2 <= 1e-12, 0.0, -1.0 / np.log(np.clip(lam2, 1e-300, 1.0))))
     return tau
 
 

@@ -1,0 +1,140 @@
+"""Digit classifier (held-out accuracy on MNIST test digits) and the class-fidelity KL (eq. 22)."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ncl import classifier as clf
+from ncl import diagnostics as dg
+from ncl.model import ModelConfig, Params
+
+DIGITS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def default_clf():
+    return clf.load_default_classifier(with_meta=True)
+
+
+def test_shipped_classifier_held_out_accuracy(default_clf, mnist_dir):
+    params, meta = default_clf
+    x_te, y_te = clf.all_training_digits(DIGITS, mnist_dir, download=False, split="test")
+    assert len(y_te) == 3147 and set(np.unique(y_te)) == set(DIGITS)
+    acc = clf.accuracy(params, x_te, y_te)
+    print(f"shipped classifier: held-out accuracy on MNIST test digits 0,1,2 = {acc:.4f} "
+          f"(stored {meta['test_accuracy']:.4f}, train {meta['train_accuracy']:.4f})")
+    assert acc >= 0.97
+    assert acc == pytest.approx(meta["test_accuracy"], abs=1e-9)
+    assert meta["n_train"] == 18623 and meta["n_test"] == 3147
+
+
+def test_shipped_classifier_metadata(default_clf):
+    params, meta = default_clf
+    assert params.W.shape == (784, 3) and params.b.shape == (3,)
+    assert np.asarray(params.classes).tolist() == [0, 1, 2]
+    assert meta["test_accuracy"] >= 0.97 and meta["binarize_threshold"] == 127
+    with pytest.raises(ValueError, match="classifier_for_digits"):
+        clf.load_default_classifier((3, 5))
+
+
+def test_train_classifier_runtime_on_bundled_subset(paper_data):
+    x, y = paper_data
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(y))
+    tr, te = perm[:2000], perm[2000:]
+    cfg = clf.ClassifierConfig(steps=200)
+    p1 = clf.train_classifier(x[tr], y[tr], DIGITS, jax.random.key(1), cfg)
+    p2 = clf.train_classifier(x[tr], y[tr], DIGITS, jax.random.key(1), cfg)
+    np.testing.assert_array_equal(p1.W, p2.W)                       # deterministic
+    acc = clf.accuracy(p1, x[te], y[te])
+    assert acc > 0.95
+    # non-contiguous digit labels map through classes
+    keep = y != 1
+    p3 = clf.train_classifier(x[keep][:1000], y[keep][:1000], (2, 0), 0, cfg)
+    pred = np.asarray(clf.predict_digit(p3, jnp.asarray(x[keep][1000:])))
+    assert set(np.unique(pred)) <= {0, 2}
+    assert np.mean(pred == y[keep][1000:]) > 0.95
+
+
+def test_predict_functions_and_errors(default_clf):
+    params, _ = default_clf
+    x = (np.random.default_rng(0).random((5, 784)) < 0.2).astype(np.float32)
+    pr = clf.predict_proba(params, x)
+    assert pr.shape == (5, 3)
+    np.testing.assert_allclose(pr.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(params, x), np.argmax(pr, -1))
+    assert jax.jit(clf.predict_proba)(params, x).shape == (5, 3)           # a pytree
+    with pytest.raises(ValueError, match="not among the classifier classes"):
+        clf.labels_to_index([0, 7], (0, 1, 2))
+    with pytest.raises(ValueError, match="2-D"):
+        clf.accuracy(params, np.zeros(784), [0])
+    with pytest.raises(ValueError, match="distinct"):
+        clf.train_classifier(x, [0] * 5, (0, 0))
+
+
+# ----------------------------------------------------------------------------- eq. (22)
+
+def class_mean_model(x, y, digits=DIGITS, per_class=1):
+    """One-hot model whose unit α generates the mean image of digit digits[α // per_class]."""
+    cols = []
+    for d in digits:
+        m = (x[y == d].sum(0) + 0.5) / ((y == d).sum() + 1.0)
+        cols += [np.log(m) - np.log1p(-m)] * per_class
+    w = np.stack(cols, axis=1).astype(np.float32)
+    L = w.shape[1]
+    return Params(jnp.asarray(w), jnp.zeros(784), jnp.zeros((L, 784)), jnp.zeros(L))
+
+
+def test_kl_zero_for_one_unit_per_class_and_uniform_occupancy(default_clf, paper_data):
+    params_c, _ = default_clf
+    x, y = paper_data
+    for per_class in (1, 2):
+        model = class_mean_model(x, y, per_class=per_class)
+        uc = np.asarray(dg.unit_classes(model, params_c))
+        assert uc.tolist() == np.repeat([0, 1, 2], per_class).tolist()
+        L = 3 * per_class
+        p_e = dg.class_distribution(jnp.full((L,), 1.0 / L), jnp.asarray(uc), 3)
+        np.testing.assert_allclose(p_e, 1 / 3, atol=1e-6)
+        assert float(dg.class_fidelity_kl(p_e, jnp.full(3, 1 / 3))) == pytest.approx(0, abs=1e-6)
+
+
+def test_kl_collapsed_model_closed_form(default_clf, paper_data):
+    params_c, _ = default_clf
+    x, y = paper_data
+    model = class_mean_model(x, y)
+    uc = dg.unit_classes(model, params_c)
+    p_e = dg.class_distribution(jnp.array([1.0, 0.0, 0.0]), uc, 3)   # only digit 0
+    f = 1e-3
+    # P_e floored at f and renormalised: (1, f, f)/(1 + 2f)
+    expected = -math.log(3) + math.log(1 + 2 * f) - (2 / 3) * math.log(f)
+    kl = float(dg.class_fidelity_kl(p_e, jnp.full(3, 1 / 3), f))
+    assert kl == pytest.approx(expected, rel=1e-5)
+    # with P_D = (1/2, 1/2, 0): zero-probability data classes contribute nothing
+    kl2 = float(dg.class_fidelity_kl(jnp.array([0.5, 0.5, 0.0]), jnp.array([0.5, 0.5, 0.0])))
+    assert kl2 == pytest.approx(-math.log(1 / (1 + f)), abs=1e-6)
+
+
+def test_diagnose_with_classifier(default_clf, paper_data):
+    params_c, _ = default_clf
+    x, y = paper_data
+    model = class_mean_model(x, y)
+    # recognition that cycles 0 → 1 → 2 → 0 through the class means
+    means = np.stack([x[y == d].mean(0) for d in DIGITS])
+    center = x.mean(0)
+    wbar = 0.2 * np.roll(means - center, 1, axis=0)
+    model = model._replace(wbar=jnp.asarray(wbar, jnp.float32))
+    dcfg = dg.DiagnosticsConfig(burn_in=100, n_steps=4000, n_chains=4, rb_samples=400)
+    r = dg.diagnose(jax.random.key(0), model, jnp.asarray(center), ModelConfig(n_hidden=3), x,
+                    dcfg, labels=y, classifier=params_c)
+    assert r.unit_digit.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(r.p_data, 1 / 3, atol=1e-6)
+    np.testing.assert_allclose(r.p_e, r.p_bar, atol=1e-6)   # one unit per class
+    assert r.kl == pytest.approx(float(dg.class_fidelity_kl(r.p_e, r.p_data)), abs=1e-6)
+    np.testing.assert_allclose(r.p_e_soft.sum(), 1.0, atol=1e-5)
+    # sampled images of unit α are mostly classified as digit α
+    np.testing.assert_allclose(r.p_e_soft, r.p_bar, atol=0.1)
+    assert np.isfinite(r.kl_soft) and np.isfinite(r.kl_soft_err) and np.isfinite(r.kl_err)
+    assert r.sigma_rb > 0.1                                       # it does cycle
+    assert 0 < r.summary()["kl"] < 0.5
