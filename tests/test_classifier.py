@@ -138,3 +138,27 @@ def test_diagnose_with_classifier(default_clf, paper_data):
     assert np.isfinite(r.kl_soft) and np.isfinite(r.kl_soft_err) and np.isfinite(r.kl_err)
     assert r.sigma_rb > 0.1                                       # it does cycle
     assert 0 < r.summary()["kl"] < 0.5
+
+
+def test_soft_kl_applies_to_binary_hidden_units(default_clf, paper_data):
+    params_c, _ = default_clf
+    x, y = paper_data
+    # binary L = 2: state (bits) 00 → mean of 0s, 10 → 1s, 01 → 2s, 11 → mixture
+    means = np.stack([(x[y == d].sum(0) + 0.5) / ((y == d).sum() + 1.0) for d in DIGITS])
+    lg = np.log(means) - np.log1p(-means)
+    a = lg[0]
+    w = np.stack([lg[1] - a, lg[2] - a], axis=1)
+    model = Params(*(jnp.asarray(v, jnp.float32) for v in (w, a, np.zeros((2, 784)),
+                                                           np.zeros(2))))
+    dcfg = dg.DiagnosticsConfig(burn_in=100, n_steps=4000, n_chains=4, rb_samples=400)
+    r = dg.diagnose(jax.random.key(0), model, jnp.asarray(x.mean(0)),
+                    ModelConfig(n_hidden=2, hidden="binary"), x, dcfg, labels=y,
+                    classifier=params_c)
+    assert r.kl is None and r.unit_class is None          # hard assignment: one-hot only
+    # Ā uniform (wbar = 0, abar = 0): p̄ = 1/4 for each of the 4 states
+    np.testing.assert_allclose(r.p_bar_rb, 0.25, atol=1e-5)
+    assert r.p_e_soft.shape == (3,) and r.p_e_soft.sum() == pytest.approx(1.0, abs=1e-5)
+    # states 00, 10, 01 generate digits 0, 1, 2 (each ≥ 1/4); 11 adds a mixture
+    assert np.all(r.p_e_soft > 0.2)
+    assert r.kl_soft == pytest.approx(float(dg.class_fidelity_kl(r.p_e_soft, r.p_data)),
+                                      abs=1e-6)

@@ -538,7 +538,14 @@ def test_diagnose_ensemble_matches_members(tiny_runs):
     other = random_model(4, D_TINY, 3)
     ens = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), params, other)
     r = dg.diagnose_ensemble(jax.random.key(0), ens, jnp.stack([CENTER, CENTER]), cfg, data,
-                             DCFG)
+                             DCFG, member_batch=None)                     # fully vmapped
+    r1 = dg.diagnose_ensemble(jax.random.key(0), ens, jnp.stack([CENTER, CENTER]), cfg, data,
+                              DCFG, member_batch=1)                       # lax.map
+    np.testing.assert_allclose(r1.log_M_rb, r.log_M_rb, atol=1e-4)
+    np.testing.assert_allclose(r1.p_bar, r.p_bar, atol=2e-3)
+    with pytest.raises(ValueError, match="member_batch"):
+        dg.diagnose_ensemble(jax.random.key(0), ens, jnp.stack([CENTER, CENTER]), cfg, data,
+                             DCFG, member_batch=0)
     assert r.sigma_rb.shape == (2,) and r.log_M_rb.shape == (2, 3, 3)
     assert r.tau_counts_err.shape == (2,) and r.p_bar.shape == (2, 3)
     assert r.transition_counts.shape == (2, 3, 3) and r.unvisited.shape == (2, 3)
