@@ -15,6 +15,16 @@ import numpy as np
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, once (help texts that already name it are kept)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 class UsageError(Exception):
     """Bad command-line usage (exit code 2)."""
 
@@ -543,14 +553,14 @@ def cmd_sweep(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     import ncl
     parser = argparse.ArgumentParser(
-        prog="ncl", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="ncl", formatter_class=HelpFormatter,
         description="Nonequilibrium latent-cycle generative models (Baiesi & Rosso, "
                     "arXiv:2512.11415): train seed ensembles, diagnose, reproduce the paper.")
     parser.add_argument("--version", action="version", version=f"ncl {ncl.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train an ensemble of seeds and save it",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_train_arguments(p)
     add_data_arguments(p)
     p.add_argument("--out", default="runs/train", help="output directory")
@@ -566,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="train a grid of settings x seeds (one compiled "
                        "program per shape) and tabulate the results",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--grid", required=True,
                    help='settings to sweep, e.g. "lr=0.03,0.1,0.3 T=24,48 centering=on,off '
                         'recognition=paper,softmax L=6,10"')
@@ -579,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="the paper's experiment end to end: train the "
                        "ensemble, diagnose, Figs. 2-4, metrics.csv, REPORT.md",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_train_arguments(p)
     p.set_defaults(seeds=None)
     add_data_arguments(p)
@@ -594,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("diagnose", help="diagnose a saved ensemble (no retraining) and "
                        "write figures, metrics.csv, REPORT.md",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="a run saved by `ncl train` (or an `ncl reproduce` output directory)")
     p.add_argument("--out", default=None,
@@ -608,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("figures", help="redraw Figs. 2-4 from OUT_DIR/diagnostics.npz",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("out_dir", metavar="OUT_DIR", help="output of `ncl reproduce`/`diagnose`")
     p.add_argument("--estimator", choices=("rb", "counts"), default="rb",
                    help="sigma estimator shown (rb: Rao-Blackwellised; counts: the paper's)")
