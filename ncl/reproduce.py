@@ -419,6 +419,10 @@ def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainCo
     import jax
     from ncl import diagnostics as dg
     out_dir.mkdir(parents=True, exist_ok=True)
+    # host copies: a freshly trained ensemble may be sharded over several devices; the
+    # diagnostics run as one program either way (and compile once for both entry points)
+    params = jax.tree_util.tree_map(np.asarray, params)
+    centers = np.asarray(centers)
     classifier = _classifier_for(digits, log)
     S = len(seeds)
     log(f"diagnostics: {S} models, {dcfg.burn_in} burn-in + {dcfg.n_steps} recorded double "
@@ -453,6 +457,7 @@ def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainCo
         "data": data_info or {},
         "timings": timings,
         "cpu_count": os.cpu_count(),
+        "provenance": _provenance(),
         "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     _write_json(out_dir / CONFIG_FILE, cfg)
@@ -471,6 +476,28 @@ def write_report(out_dir) -> dict:
     cfg = json.loads((out_dir / CONFIG_FILE).read_text())
     (out_dir / REPORT_FILE).write_text(render_report(summary, cfg))
     return summary
+
+
+def _git_commit() -> str | None:
+    import subprocess
+    try:
+        here = Path(__file__).resolve().parent
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
+                           capture_output=True, text=True, timeout=5)
+        if r.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=5).stdout
+        return r.stdout.strip() + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _provenance() -> dict:
+    from ncl.io import provenance
+    out = provenance()
+    out["git_commit"] = _git_commit()
+    return out
 
 
 def _write_json(path: Path, obj):
@@ -540,7 +567,10 @@ def reproduce(out_dir, seeds: Sequence[int] = range(36), config: TrainConfig = T
     log(f"training: done in {timings['train_seconds']:.1f} s (compilation included)")
     run_dir = out_dir / ENSEMBLE_DIR
     io.save_run(run_dir, state, history, config, seeds=seeds, data_info=data_info,
-                extra={"train_wall_seconds": timings["train_seconds"]})
+                extra={"train_wall_seconds": timings["train_seconds"],
+                       "devices": [str(d) for d in jax.devices()]})
+    timings["train_devices"] = len(jax.devices())
+    log(f"saved the ensemble to {run_dir}")
     finite = np.asarray(history.finite)[:, -1]
     if not finite.all():
         log(f"warning: non-finite parameters for seeds "
@@ -553,6 +583,55 @@ def reproduce(out_dir, seeds: Sequence[int] = range(36), config: TrainConfig = T
     return summary
 
 
+@dataclasses.dataclass(frozen=True)
+class RunParameters:
+    """What the diagnostics need of a saved ensemble (see :func:`load_run_parameters`)."""
+
+    config: TrainConfig
+    params: object           # ncl.model.Params with a leading member axis
+    center: np.ndarray       # (S, D)
+    history: object          # attribute access to the History fields present
+    seeds: tuple
+    meta: dict
+
+
+def load_run_parameters(run_dir, log=None) -> RunParameters:
+    """Parameters, centering vectors, history and metadata of a saved ensemble.
+
+    Uses :func:`ncl.io.load_run`; if that cannot rebuild the full training state (e.g. a
+    run saved by an ncl whose optimiser-state layout differed), falls back to reading
+    only ``params.*`` and ``center`` from ``state.npz`` — all the diagnostics need — and
+    says so.
+    """
+    import types
+
+    from ncl import io
+    from ncl.model import Params
+    run_dir = Path(run_dir)
+    try:
+        run = io.load_run(run_dir)
+    except io.RunFileError as e:
+        meta = io.load_meta(run_dir)
+        try:
+            with np.load(run_dir / io.STATE_FILE, allow_pickle=False) as f:
+                params = Params(*(np.asarray(f[f"params.{k}"]) for k in Params._fields))
+                center = np.asarray(f["center"])
+            with np.load(run_dir / io.HISTORY_FILE, allow_pickle=False) as f:
+                history = types.SimpleNamespace(**{k: f[k] for k in f.files})
+            config = TrainConfig.from_dict(meta["train_config"])
+        except Exception:
+            raise e from None
+        if not meta.get("ensemble", True) or params.w.ndim != 3:
+            raise ValueError(f"{run_dir} holds a single model; diagnostics need an ensemble")
+        (log or _Log(True))(f"warning: {e}; reading only the parameters (enough for the "
+                            "diagnostics)")
+        return RunParameters(config, params, center, history, tuple(meta["seeds"]), meta)
+    if not run.ensemble:
+        raise ValueError(f"{run_dir} holds a single model; diagnostics need an ensemble")
+    return RunParameters(run.config, run.state.params, run.state.center, run.history,
+                         tuple(run.seeds), run.meta)
+
+
 def diagnose_run(run_dir, out_dir=None, dcfg: DiagnosticsConfig | None = None,
                  key_seed: int = 0, data=None, labels=None, *, estimator: str = "rb",
                  figures: bool = True, quiet: bool = False) -> dict:
@@ -562,12 +641,9 @@ def diagnose_run(run_dir, out_dir=None, dcfg: DiagnosticsConfig | None = None,
     The data are those recorded with the run (the bundled paper subset by default), or
     ``data``/``labels`` if given. Returns the analysis summary.
     """
-    from ncl import io
     log = _Log(quiet)
     run_dir = Path(run_dir)
-    run = io.load_run(run_dir)
-    if not run.ensemble:
-        raise ValueError(f"{run_dir} holds a single model; diagnose_run needs an ensemble")
+    run = load_run_parameters(run_dir, log)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "diagnostics"
     if data is None:
         x, labels, digits = _load_data_for(run.meta.get("data"))
@@ -580,7 +656,7 @@ def diagnose_run(run_dir, out_dir=None, dcfg: DiagnosticsConfig | None = None,
         timings["train_seconds"] = tw
     dcfg = paper_diagnostics_config() if dcfg is None else dcfg
     return _diagnose_and_write(
-        out_dir, params=run.state.params, centers=run.state.center, train_config=run.config,
+        out_dir, params=run.params, centers=run.center, train_config=run.config,
         history=run.history, seeds=list(run.seeds), x=x, labels=labels, digits=digits,
         dcfg=dcfg, key_seed=key_seed, log=log, timings=timings, run_dir=run_dir,
         data_info=run.meta.get("data"), estimator=estimator, figures=figures)
@@ -959,7 +1035,10 @@ def render_report(summary: dict, cfg: dict) -> str:
             lines.append(f"| {name} | {t[k]:.1f} |")
             total += float(t[k])
     lines += [f"| **total** | **{total:.1f}** ({total / 60:.1f} min) |", "",
-              f"CPU cores: {cfg.get('cpu_count')}. Load average (1, 5, 15 min): at start "
+              f"CPU cores: {cfg.get('cpu_count')}; training sharded over "
+              f"{t.get('train_devices', 'n/a')} XLA CPU device(s); ncl commit "
+              f"{cfg.get('provenance', {}).get('git_commit')}, JAX "
+              f"{cfg.get('provenance', {}).get('jax_version')}. Load average (1, 5, 15 min): at start "
               f"{t.get('load_average_start', 'n/a')}, after training "
               f"{t.get('load_average_after_train', 'n/a')}, after diagnostics "
               f"{t.get('load_average_after_diagnose', 'n/a')}. A load above the core count means "
@@ -983,7 +1062,8 @@ def render_report(summary: dict, cfg: dict) -> str:
         f"{'**yes**' if lo['separated'] else ('**mostly** (overlap at the boundary)' if lo['low_sigma_rb_median'] < lo['high_sigma_rb_range'][0] else '**no**')} |")
     if "low_kl" in summary:
         k = summary["low_kl"]
-        cells = "; ".join(f"KL ≤ {x['threshold']:g}: {x['n']} models, smallest σ "
+        cells = "; ".join(f"KL ≤ {x['threshold']:g}: {x['n']} models (regimes i/ii/iii: "
+                          f"{'/'.join(map(str, x['per_regime']))}), smallest σ "
                           f"{x['min_sigma']:.3g}, {x['n_above_median_sigma']} above the "
                           f"median σ {k['median_sigma']:.3g}" for x in k["thresholds"])
         parts = []
@@ -1091,7 +1171,16 @@ def render_report(summary: dict, cfg: dict) -> str:
               "|---|---|"]
     for key, v in sp.items():
         lines.append(f"| {key.replace('_vs_', ' vs ')} | {v:+.3f} |")
-    lines += ["", "## Files", "",
+    lines += ["", "## Notes", "",
+              "* Which seed lands in which regime is not stable under float round-off: "
+              "training the same seeds with a different number of XLA CPU devices "
+              "(`--cpu-devices`, default: the core count) changes the last bits of a logit, "
+              "which flips an occasional Bernoulli draw and sends the chain on another path. "
+              "Compare ensembles (regime counts, correlations), not individual seeds.",
+              "* The per-epoch curves of Fig. 2(a, b) come from the training chain itself "
+              "(30 × 48 double steps per epoch, parameters drifting), so they are noisier "
+              "than the final diagnostics (long chains at fixed parameters).",
+              "", "## Files", "",
               "* `fig2.png/pdf`, `fig3.png/pdf`, `fig4.png/pdf` — Figs. 2–4 (σ: "
               "Rao–Blackwellised; `ncl figures DIR --estimator counts` redraws them with the "
               "count estimator).",
