@@ -78,7 +78,9 @@ class ClassifierConfig:
 
 def logits(params: ClassifierParams, x: Array) -> Array:
     """Class logits ``x W + b``: ``x (..., D)`` (0/1 or probabilities) → ``(..., K)``."""
-    return jnp.asarray(x, params.W.dtype) @ params.W + params.b
+    x = jnp.asarray(x, params.W.dtype)
+    chex.assert_axis_dimension(x, -1, params.W.shape[0])
+    return x @ params.W + params.b
 
 
 def predict_proba(params: ClassifierParams, x: Array) -> Array:

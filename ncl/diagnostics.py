@@ -22,8 +22,8 @@ Building blocks (pure; jittable and vmappable unless marked *host*):
 * training-monitor helpers :func:`log_abar_all_states`, :func:`rb_log_sum_update`,
   :func:`sigma_from_counts_and_rb_sums`.
 
-:func:`diagnose` runs everything for one model; :func:`diagnose_ensemble` for a vmapped
-ensemble. Error bars are delete-one-group jackknife standard errors (see
+:func:`diagnose` runs everything for one model; :func:`diagnose_ensemble` for an
+ensemble (a pytree with a leading member axis) in one compiled program. Error bars are delete-one-group jackknife standard errors (see
 :func:`jackknife_se`): for count-based quantities the groups are the ``n_chains``
 independent chains; for Rao–Blackwellised quantities they are ``n_chains`` independent
 batches of the RB samples (the RB estimate does not use the chain at all).
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import NamedTuple
 
 import chex
