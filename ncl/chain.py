@@ -7,7 +7,8 @@ Keys are explicit and never stored.
 
 Speed without approximation: all random bits of a chain segment are drawn in one
 call, and every Bernoulli draw compares 32 raw bits with an integer threshold
-(:func:`ncl.model.bernoulli_thresholds`), which is exact to ``2**-32``. For one-hot
+(:func:`ncl.model.bernoulli_thresholds`), which is exact to ``2**-32``; the one-hot
+hidden draw is an inverse-CDF draw resolved to ``2**-24``. For one-hot
 hidden units the ``L`` possible visible probability vectors are tabulated once per
 segment, so the scanned body is a gather, a compare and a ``(L, D)`` matrix-vector
 product.

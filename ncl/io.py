@@ -30,7 +30,7 @@ import numpy as np
 
 from ncl.training import History, TrainConfig, TrainState, init_state
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optimiser state with an injected learning rate (ncl.sweep)
 CONFIG_FILE, STATE_FILE, HISTORY_FILE = "config.json", "state.npz", "history.npz"
 CHECKPOINT_FILE = "checkpoint.npz"
 

@@ -175,9 +175,7 @@ def hidden_state_probs(params: Params, x: Array, center: Array, config: ModelCon
     if config.hidden == "onehot":
         return jax.nn.softmax(_onehot_sampling_logits(g, config), axis=-1)
     states = enumerate_hidden_states(config)
-    logp = (jax.nn.log_sigmoid(g)[..., None, :] * states
-            + jax.nn.log_sigmoid(-g)[..., None, :] * (1 - states)).sum(-1)
-    return jnp.exp(logp)
+    return jnp.exp(jax.nn.log_sigmoid(g) @ states.T + jax.nn.log_sigmoid(-g) @ (1 - states).T)
 
 
 def enumerate_hidden_states(config: ModelConfig) -> Array:
@@ -232,7 +230,13 @@ def uniform_from_bits(bits: Array) -> Array:
 
 
 def categorical_from_uniform(u: Array, log_weights: Array) -> Array:
-    """Inverse-CDF draw of an index from unnormalised ``log_weights (..., S)``; ``u (...)``."""
+    """Inverse-CDF draw of an index from unnormalised ``log_weights (..., S)``; ``u (...)``.
+
+    With ``u`` from :func:`uniform_from_bits` (24 bits) and a float32 CDF, each state's
+    probability is resolved to about ``2**-24`` (6e-8) absolute: a state with a smaller
+    probability may never be drawn. (Visible bits, drawn by
+    :func:`bernoulli_from_bits`, are resolved to ``2**-32``.)
+    """
     p = jax.nn.softmax(log_weights, axis=-1)
     cdf = jnp.cumsum(p, axis=-1)
     idx = jnp.sum(cdf[..., :-1] <= u[..., None] * cdf[..., -1:], axis=-1)

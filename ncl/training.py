@@ -413,7 +413,8 @@ def _check_config_against_data(data: np.ndarray, config: TrainConfig):
         raise ValueError(f"batch_max ({config.batch_max}) is larger than the data set "
                          f"({data.shape[0]} samples); lower batch_max")
     if config.model.hidden == "binary" and config.model.n_hidden > 30:
-        raise ValueError(f"binary hidden layer with L={config.model.n_hidden} is not supported")
+        raise ValueError(f"binary hidden layer with L={config.model.n_hidden} units is not "
+                         "supported (hidden states are indexed by int32); use L <= 30")
 
 
 def _as_key(seed_or_key) -> Array:
