@@ -550,6 +550,46 @@ def cmd_sweep(args) -> int:
     return EXIT_OK if all(r["finite"] for r in rows) else EXIT_FAILURE
 
 
+# ----------------------------------------------------------------------------- compare
+
+def cmd_compare(args) -> int:
+    """``ncl compare``: NCL vs RBM ensembles, same protocol and seeds (:mod:`ncl.compare`)."""
+    import dataclasses
+
+    from ncl import compare as compare_lib
+    from ncl.reproduce import paper_diagnostics_config
+    config = config_from_args(args)
+    dcfg = dcfg_from_args(args, paper_diagnostics_config())
+    out = Path(args.out)
+    if (out / "compare.md").exists() and not args.overwrite:
+        raise UsageError(f"{out} already holds a comparison; choose another --out or pass "
+                         "--overwrite")
+    try:
+        over = {k: v for k, v in (("sample_chains", args.sample_chains),
+                                  ("sample_start", args.sample_start),
+                                  ("confidence", args.confidence),
+                                  ("n_boot", args.bootstrap)) if v is not None}
+        cfg = dataclasses.replace(
+            compare_lib.CompareConfig(), train=config, n_seeds=args.seeds,
+            first_seed=args.first_seed, rbm_learning_rates=tuple(args.rbm_lr or ()),
+            rbm_exact=args.rbm_exact, diagnostics=dcfg, key_seed=args.key_seed, **over)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e))
+    configure_cpu_devices(args.cpu_devices)
+    x, y, info = load_data_from_args(args)
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    t0 = time.perf_counter()
+    comp = compare_lib.run_comparison(
+        cfg, x, y, log=log,
+        progress_factory=lambda arm: EpochProgress(arm.config.epochs, quiet=args.quiet),
+        save_runs_to=(out / "runs") if args.save_runs else None)
+    paths = compare_lib.write_outputs(comp, out, figure=not args.no_figure)
+    log(f"ncl compare: done in {time.perf_counter() - t0:.1f}s; see {paths['markdown']}")
+    if not args.quiet:
+        print(paths["markdown"].read_text())
+    return EXIT_OK if all(np.all(r.metrics["finite"] == 1) for r in comp.arms) else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     import ncl
     parser = argparse.ArgumentParser(
@@ -624,6 +664,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sigma estimator shown (rb: Rao-Blackwellised; counts: the paper's)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("compare", help="train NCL and RBM ensembles with the same protocol "
+                       "and seeds, diagnose both, write a table (CSV + Markdown) and figure",
+                       formatter_class=HelpFormatter)
+    add_train_arguments(p)
+    add_data_arguments(p)
+    add_diagnostics_arguments(p)
+    g = p.add_argument_group("comparison")
+    g.add_argument("--rbm-lr", type=_positive_float, action="append", default=None,
+                   metavar="LR", help="add an RBM arm with this learning rate (repeatable)")
+    g.add_argument("--rbm-exact", action="store_true",
+                   help="add an RBM arm trained with its exact log-likelihood gradient")
+    g.add_argument("--sample-chains", type=_positive_int, default=None,
+                   help="sampling chains per model, 10 images each (default: 100)")
+    g.add_argument("--sample-start", choices=("noise", "data"), default=None,
+                   help="start of the sampling chains (default: noise)")
+    g.add_argument("--confidence", type=float, default=None,
+                   help="max class probability of a confidently classified sample "
+                        "(default: 0.9)")
+    g.add_argument("--bootstrap", type=_positive_int, default=None,
+                   help="bootstrap resamples (default: 4000)")
+    p.add_argument("--out", default="runs/compare", help="output directory")
+    p.add_argument("--save-runs", action="store_true",
+                   help="also save every trained ensemble under OUT/runs/")
+    p.add_argument("--no-figure", action="store_true", help="skip compare.png")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous output")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

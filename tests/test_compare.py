@@ -1,0 +1,117 @@
+"""ncl.compare: statistics (NumPy Mann-Whitney, bootstrap), sample quality, and `ncl compare`
+end to end on a reduced protocol."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from ncl import compare as cmp
+from ncl.cli import main as cli_main
+from ncl.training import TrainConfig
+
+
+def test_mann_whitney_matches_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    for n1, n2, shift in ((36, 36, 0.0), (36, 36, 0.7), (10, 17, 1.5), (5, 5, 0.0)):
+        a = rng.normal(shift, 1, n1)
+        b = rng.normal(0, 1, n2)
+        # ties, and infinities (e.g. tau of a periodic chain)
+        a[:2] = np.round(a[:2], 0)
+        b[:2] = np.round(b[:2], 0)
+        a[-1] = np.inf
+        u, p = cmp.mann_whitney_u(a, b)
+        ref = scipy_stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic",
+                                       use_continuity=True)
+        assert u == pytest.approx(ref.statistic)
+        assert p == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-12)
+
+
+def test_mann_whitney_and_bootstrap_edge_cases():
+    u, p = cmp.mann_whitney_u([1, 1, 1], [1, 1, 1])
+    assert p == 1.0
+    assert np.isnan(cmp.mann_whitney_u([], [1.0])[1])
+    d, lo, hi = cmp.bootstrap_median_difference(np.arange(30.0) + 10, np.arange(30.0), 2000)
+    assert d == 10.0 and lo < 10.0 < hi and lo > 0
+    d, lo, hi = cmp.bootstrap_median_difference(np.zeros(20), np.zeros(20))
+    assert d == lo == hi == 0.0
+    med, q1, q3, n = cmp.spread([1.0, 2.0, np.inf, np.nan])
+    assert n == 3 and med == 2.0 and q3 == np.inf
+
+
+def test_sample_quality():
+    probs = np.array([[[0.95, 0.03, 0.02], [0.5, 0.4, 0.1], [0.05, 0.05, 0.9], [0.0, 0.99, 0.01]]])
+    conf, kl = cmp.sample_quality(probs, np.full(3, 1 / 3), confidence=0.9)
+    assert conf[0] == pytest.approx(0.5)  # 0.95 and 0.99 exceed 0.9; 0.9 does not
+    freq = np.array([2, 1, 1]) / 4
+    assert kl[0] == pytest.approx(np.sum(1 / 3 * np.log((1 / 3) / freq)))
+
+
+def test_compare_config_arms_share_the_protocol():
+    cfg = cmp.CompareConfig(rbm_learning_rates=(0.001,), rbm_exact=True)
+    arms = cfg.arms()
+    assert [a.name for a in arms] == ["NCL", "RBM", "RBM lr=0.001", "RBM exact-gradient"]
+    ncl_cfg, rbm_cfg = arms[0].config, arms[1].config
+    assert rbm_cfg.family == "rbm" and rbm_cfg.model.recognition == "softmax"
+    for field in ("chain_length", "learning_rate", "epochs", "steps_per_epoch", "batch_min",
+                  "batch_max", "init_subset_fraction", "n_chains", "rmsprop_decay"):
+        assert getattr(ncl_cfg, field) == getattr(rbm_cfg, field), field
+    assert rbm_cfg.model.n_hidden == ncl_cfg.model.n_hidden
+    assert rbm_cfg.model.centering == ncl_cfg.model.centering
+    assert arms[2].config.learning_rate == 0.001 and arms[3].config.gradient == "exact"
+    assert cfg.seeds == list(range(36))
+    with pytest.raises(ValueError, match="family"):
+        cmp.CompareConfig(train=arms[1].config)
+    with pytest.raises(ValueError, match="sample_start"):
+        cmp.CompareConfig(sample_start="void")
+
+
+def test_cli_compare_end_to_end_reduced_protocol(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--seeds", "3", "--epochs", "2", "--steps-per-epoch", "4", "-T", "8",
+            "--batch-max", "32", "--burn-in", "20", "--diag-steps", "240", "--diag-chains", "4",
+            "--rb-samples", "40", "--sample-chains", "6", "--bootstrap", "200",
+            "--cpu-devices", "1", "--out", str(out)]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| metric | NCL | RBM |" in printed
+    for name in ("compare.md", "compare_per_seed.csv", "compare_summary.csv", "compare_tests.csv",
+                 "compare.json", "compare.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader((out / "compare_per_seed.csv").open()))
+    assert [r["arm"] for r in rows] == ["NCL"] * 3 + ["RBM"] * 3
+    for r in rows:
+        assert np.isfinite(float(r["loglik"])) and 0 <= float(r["confident"]) <= 1
+        assert float(r["tau"]) >= 0 and float(r["self_transition"]) <= 1
+    rbm_rows = [r for r in rows if r["arm"] == "RBM"]
+    # RBM: the log-likelihood is the exact one; sigma (RB) is ~0 (detailed balance)
+    assert all(float(r["loglik"]) == float(r["loglik_exact"]) for r in rbm_rows)
+    assert all(float(r["sigma"]) <= 3 * float(r["sigma_err"]) + 1e-6 for r in rbm_rows)
+    tests = list(csv.DictReader((out / "compare_tests.csv").open()))
+    assert {t["metric"] for t in tests} >= {"loglik", "sigma", "tau", "confident", "kl"}
+    meta = json.loads((out / "compare.json").read_text())
+    assert [a["name"] for a in meta["arms"]] == ["NCL", "RBM"]
+    assert meta["arms"][1]["train_config"]["family"] == "rbm"
+    # refuses to overwrite; bad options are usage errors
+    assert cli_main(argv) == 2
+    assert cli_main(["compare", "--confidence", "1.5", "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.slow
+def test_compare_python_api_with_all_arms(paper_data, tmp_path):
+    x, y = paper_data
+    from ncl import diagnostics as dg
+    cfg = cmp.CompareConfig(
+        train=TrainConfig(epochs=6, steps_per_epoch=10, chain_length=16, batch_max=64),
+        n_seeds=4, rbm_learning_rates=(0.001,), rbm_exact=True,
+        diagnostics=dg.DiagnosticsConfig(burn_in=100, n_steps=2000, n_chains=4,
+                                         rb_samples=400),
+        sample_chains=20, n_boot=500)
+    comp = cmp.run_comparison(cfg, x, y, log=lambda m: None)
+    assert len(comp.arms) == 4
+    for res in comp.arms[1:]:
+        # every RBM is reversible: sigma (RB) within error of 0
+        assert np.all(res.metrics["sigma"] <= 3 * res.metrics["sigma_err"] + 1e-6)
+    paths = cmp.write_outputs(comp, tmp_path)
+    assert "RBM exact-gradient" in paths["markdown"].read_text()
