@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from ncl.model import (ModelConfig, Params, _onehot_sampling_logits, bernoulli_from_bits,
-                       bernoulli_thresholds, categorical_from_uniform, hidden_logits,
-                       uniform_from_bits, visible_logits)
+                       bernoulli_thresholds, categorical_from_uniform, check_params,
+                       hidden_logits, uniform_from_bits, visible_logits)
 
 Array = jax.Array
 
@@ -88,6 +88,21 @@ def _make_body(params: Params, center: Array, config: ModelConfig):
     return body
 
 
+def _check_chain_inputs(state: ChainState, params: Params, center: Array,
+                        config: ModelConfig) -> None:
+    """Shape checks (trace time) so a mismatch is a clear ``ValueError``, not a JAX error."""
+    if not isinstance(state, ChainState) or getattr(state.x, "ndim", None) != 2:
+        raise ValueError("state must be a ChainState with x of shape (C, D); build it with "
+                         f"ncl.chain.init(x0), got {type(state).__name__}"
+                         + (f" with x of shape {tuple(state.x.shape)}"
+                            if hasattr(getattr(state, "x", None), "shape") else ""))
+    D = state.x.shape[1]
+    check_params(params, config, D, what="the chain state x")
+    if tuple(jnp.shape(center)) != (D,):
+        raise ValueError(f"center must have shape ({D},) (the data mean, or zeros without "
+                         f"centering), got {tuple(jnp.shape(center))}")
+
+
 def _as_rows(z_or_alpha: Array, config: ModelConfig) -> Array:
     if config.hidden == "onehot":
         return jax.nn.one_hot(z_or_alpha, config.n_hidden, dtype=jnp.float32)
@@ -100,6 +115,7 @@ def step(key: Array, state: ChainState, params: Params, center: Array,
 
     Returns the new state and a :class:`Trajectory` with ``T = 1``.
     """
+    _check_chain_inputs(state, params, center, config)
     C, D = state.x.shape
     bits_x, bits_z = _draw_bits(key, 1, C, D, config)
     x_next, (x, z) = _make_body(params, center, config)(state.x, (bits_x[0], bits_z[0]))
@@ -122,8 +138,10 @@ def sample_chain(key: Array, state: ChainState, params: Params, center: Array,
     Returns:
       ``(ChainState(x'(T)), Trajectory(x (T, C, D), z (T, C, L)))``.
     """
+    _check_chain_inputs(state, params, center, config)
+    if isinstance(n_steps, bool) or not hasattr(n_steps, "__index__") or n_steps < 1:
+        raise ValueError(f"n_steps (T) must be a positive int, got {n_steps!r}")
     C, D = state.x.shape
-    chex.assert_shape(center, (D,))
     bits = _draw_bits(key, n_steps, C, D, config)
     x_last, (xs, zs) = jax.lax.scan(_make_body(params, center, config), state.x, bits,
                                     unroll=unroll)

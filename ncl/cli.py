@@ -108,6 +108,16 @@ def load_data_from_args(args) -> tuple[np.ndarray, np.ndarray, dict]:
     return x, y, info
 
 
+def check_batch_against_data(configs, n_samples: int) -> None:
+    """``UsageError`` naming ``--batch-max`` when a minibatch would exceed the data set."""
+    for cfg in configs:
+        if cfg.batch_max > n_samples:
+            raise UsageError(f"--batch-max {cfg.batch_max} (or batch_max in --config/--grid) "
+                             f"is larger than the data set ({n_samples} samples); use "
+                             f"--batch-max {n_samples} or less, or select more data "
+                             "(--per-digit)")
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     from ncl.model import HIDDEN_KINDS, RECOGNITION_KINDS
     g = p.add_argument_group("ensemble and model")
@@ -190,7 +200,22 @@ def config_from_args(args):
         new_model = dataclasses.replace(cfg.model, **model) if model else cfg.model
         return dataclasses.replace(cfg, model=new_model, **top)
     except (TypeError, ValueError) as e:
-        raise UsageError(str(e))
+        raise UsageError(_with_options(str(e), {**model, **top}))
+
+
+_OPTION_OF_FIELD = {
+    "n_hidden": "-L/--hidden-units", "hidden": "--hidden", "recognition": "--recognition",
+    "centering": "--no-centering", "epochs": "--epochs", "steps_per_epoch": "--steps-per-epoch",
+    "chain_length": "-T/--chain-length", "learning_rate": "--lr", "batch_min": "--batch-min",
+    "batch_max": "--batch-max", "burn_in": "--burn-in", "n_steps": "--diag-steps",
+    "n_chains": "--diag-chains", "rb_samples": "--rb-samples"}
+
+
+def _with_options(message: str, given) -> str:
+    """Prefix ``message`` (about config fields) with the command-line options that set
+    the fields it names, e.g. ``"--batch-min/--batch-max: batch_min (4) must not ..."``."""
+    opts = [_OPTION_OF_FIELD[f] for f in _OPTION_OF_FIELD if f in given and f in message]
+    return f"{', '.join(opts)}: {message}" if opts else message
 
 
 class EpochProgress:
@@ -217,8 +242,11 @@ class EpochProgress:
         n = int(np.atleast_1d(np.asarray(row.batch_size))[0])
         finite = np.atleast_1d(np.asarray(row.finite))
         elapsed = time.perf_counter() - self.t0
+        fin = ll[np.isfinite(ll)]  # all members NaN (diverged): print nan, no warning
+        med, lo, hi = ((np.median(fin), fin.min(), fin.max()) if fin.size
+                       else (np.nan, np.nan, np.nan))
         msg = (f"epoch {e:4d}/{self.total}  N={n:3d}  loglik(on-the-fly) median "
-               f"{np.nanmedian(ll):8.2f} [min {np.nanmin(ll):8.2f}, max {np.nanmax(ll):8.2f}]")
+               f"{med:8.2f} [min {lo:8.2f}, max {hi:8.2f}]")
         if not finite.all():
             msg += f"  DIVERGED: {int((~finite).sum())} member(s)"
         msg += f"  {elapsed:6.1f}s"
@@ -307,6 +335,7 @@ def cmd_train(args) -> int:
                          f"or continue it with --resume {out}")
     n_dev = configure_cpu_devices(args.cpu_devices)
     x, _, info = load_data_from_args(args)
+    check_batch_against_data([config], x.shape[0])
     info["sha256"] = _data_digest(x)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     extra = {"cpu_devices": n_dev}
@@ -317,6 +346,9 @@ def _resume_train(args, log) -> int:
     from ncl import data as data_lib
     from ncl import io
     out = Path(args.resume)
+    if not out.is_dir():
+        raise UsageError(f"--resume {out}: no such directory; give the --out directory of "
+                         "an interrupted `ncl train`")
     run = io.load_checkpoint(out)
     extra = dict(run.meta.get("extra", {}))
     configure_cpu_devices(args.cpu_devices or extra.get("cpu_devices"))
@@ -370,8 +402,12 @@ def _run_training(out, config, seeds, x, info, extra, start, state, prior, args,
     if not finite.all():
         bad = [(seeds[i], int(np.argmin(finite[i]))) for i in range(len(seeds))
                if not finite[i].all()]
-        log("ERROR: training diverged (non-finite parameters) for seed@epoch: "
-            + ", ".join(f"{s}@{e}" for s, e in bad))
+        # an error: printed even with --quiet
+        print("ncl train: error: training diverged (non-finite parameters) for "
+              f"{len(bad)} of {len(seeds)} seeds, seed@epoch (first non-finite epoch, "
+              "1-based): " + ", ".join(f"{s}@{e + 1}" for s, e in bad)
+              + f"; the run was saved to {out} (History.finite marks the epochs); "
+              "lower the learning rate (--lr)", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -411,7 +447,7 @@ def dcfg_from_args(args, base=None):
     try:
         return dataclasses.replace(base, **over)
     except (TypeError, ValueError) as e:
-        raise UsageError(str(e))
+        raise UsageError(_with_options(str(e), over))
 
 
 _PROTOCOL_FIELDS = ("epochs", "steps_per_epoch", "chain_length", "learning_rate",
@@ -449,7 +485,13 @@ def cmd_reproduce(args) -> int:
         config = config_from_args(args)
         dcfg = dcfg_from_args(args, paper_diagnostics_config())
         n_seeds = args.seeds if args.seeds is not None else 36
+    from ncl.diagnostics import check_enumerable
+    try:
+        check_enumerable(config.model)
+    except ValueError as e:
+        raise UsageError(f"-L/--hidden: {e}")
     x, y, info = load_data_from_args(args)
+    check_batch_against_data([config], x.shape[0])
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     out = Path(args.out)
     if (out / io.CONFIG_FILE).exists() or (out / "ensemble" / io.CONFIG_FILE).exists():
@@ -475,6 +517,9 @@ def cmd_reproduce(args) -> int:
 def cmd_diagnose(args) -> int:
     from ncl.reproduce import diagnose_run, paper_diagnostics_config, quick_protocol
     run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"RUN_DIR {run_dir}: no such directory; give a run saved by "
+                         "`ncl train --out` or an `ncl reproduce` output directory")
     if not (run_dir / "config.json").exists() and (run_dir / "ensemble" / "config.json").exists():
         run_dir = run_dir / "ensemble"  # an `ncl reproduce` output directory
     out = Path(args.out) if args.out else run_dir.parent / (run_dir.name + "-diagnostics") \
@@ -513,13 +558,14 @@ def cmd_sweep(args) -> int:
         base = config_from_args(args)
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         members = sweep_lib.expand(base, grid, seeds)
-    except ValueError as e:
-        raise UsageError(str(e))
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--grid: {e}")
     out = Path(args.out)
     if (out / "sweep.csv").exists() and not args.overwrite:
         raise UsageError(f"{out} already holds a sweep; choose another --out or --overwrite")
     configure_cpu_devices(args.cpu_devices)
     x, _, info = load_data_from_args(args)
+    check_batch_against_data([m.config for m in members], x.shape[0])
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     group_configs = list(sweep_lib.group_members(members))
     log(f"ncl sweep: {len(members)} members ({len(seeds)} seeds x "
@@ -547,7 +593,15 @@ def cmd_sweep(args) -> int:
         {"grid": args.grid, "seeds": seeds, "base_config": base.to_dict(),
          "train_wall_seconds": wall, "members": rows}, indent=2))
     log(f"sweep trained in {wall:.1f}s; {out / 'sweep.csv'} has one row per member")
-    return EXIT_OK if all(r["finite"] for r in rows) else EXIT_FAILURE
+    bad = [r for r in rows if not r["finite"]]
+    if bad:
+        print(f"ncl sweep: error: training diverged (non-finite parameters) for "
+              f"{len(bad)} of {len(rows)} members: "
+              + ", ".join(str(r["member"]) for r in bad)
+              + f" (column finite of {out / 'sweep.csv'}); lower their learning rate",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------- compare

@@ -42,8 +42,8 @@ import numpy as np
 from ncl import chain as chain_lib
 from ncl import classifier as clf
 from ncl.model import (ModelConfig, Params, _onehot_sampling_logits, bernoulli_from_bits,
-                       bernoulli_thresholds, enumerate_hidden_states, hidden_logits,
-                       hidden_state_index, visible_logits)
+                       bernoulli_thresholds, check_params, enumerate_hidden_states,
+                       hidden_logits, hidden_state_index, visible_logits)
 
 Array = jax.Array
 
@@ -112,6 +112,19 @@ class DiagnosticsConfig:
         return -(-self.rb_samples // self.n_chains)
 
 
+def _check_model_inputs(params, center, config: ModelConfig, n_visible: int | None,
+                        n_members: int | None = None, what: str = "the data") -> int:
+    """Shapes of ``params`` and ``center`` against ``config`` and the data width: one
+    clear ``ValueError`` instead of an error from inside JAX. Returns ``D``."""
+    D = check_params(params, config, n_visible, n_members, what=what)
+    want = (D,) if n_members is None else (params.w.shape[0], D)
+    if tuple(jnp.shape(center)) != want:
+        raise ValueError(f"{'centers' if n_members is not None else 'center'} must have shape "
+                         f"{want} (the centering vector of each model, e.g. "
+                         f"state.center), got {tuple(jnp.shape(center))}")
+    return D
+
+
 def check_enumerable(config: ModelConfig) -> int:
     """Number of hidden states S; ``ValueError`` for binary hidden units with L > 12."""
     if not isinstance(config, ModelConfig):
@@ -120,7 +133,8 @@ def check_enumerable(config: ModelConfig) -> int:
         raise ValueError(
             f"diagnostics enumerate the 2**L hidden states; binary hidden units with "
             f"L = {config.n_hidden} > {MAX_BINARY_UNITS} are not supported "
-            f"({2 ** config.n_hidden} states)")
+            f"({2 ** config.n_hidden} states); use n_hidden (L) <= {MAX_BINARY_UNITS} or "
+            "one-hot hidden units")
     return config.n_states
 
 
@@ -170,8 +184,9 @@ def hidden_trajectory(key: Array, params: Params, center: Array, config: ModelCo
     single = x.ndim == 1
     if single:
         x = x[None]
-    chex.assert_rank(x, 2)
-    chex.assert_shape(center, (x.shape[1],))
+    if x.ndim != 2:
+        raise ValueError(f"x0 must have shape (D,) or (C, D), got {tuple(x0.shape)}")
+    _check_model_inputs(params, center, config, x.shape[1], what="x0")
     if n_steps < 1:
         raise ValueError(f"n_steps must be positive, got {n_steps}")
     segment = min(segment, burn_in + n_steps)
@@ -299,7 +314,7 @@ def rao_blackwell_log_transition_matrix(key: Array, params: Params, center: Arra
       ``log M (S, S)`` float32.
     """
     check_enumerable(config)
-    chex.assert_shape(center, (params.w.shape[0],))
+    _check_model_inputs(params, center, config, None)
     sums, _ = _rb_group_sums(key, params, center, config, 1, n_samples, chunk)
     return sums[0] - jnp.log(float(n_samples))
 
@@ -486,7 +501,6 @@ def _log_A_all_states(params: Params, x: Array, config: ModelConfig) -> Array:
     return x @ h.T - jnp.sum(jax.nn.softplus(h), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "chunk"))
 def log_likelihood(params: Params, data: Array, log_p_bar: Array, config: ModelConfig,
                    chunk: int = 1024) -> Array:
     """Exact log-likelihood given ``p̄``, eqs. (5), (7), App. A3:
@@ -505,14 +519,38 @@ def log_likelihood(params: Params, data: Array, log_p_bar: Array, config: ModelC
       chunk: data rows per chunk.
     Returns:
       scalar (or ``(P,)``), nats per data point.
+
+    Jittable; called with concrete arrays it first checks the data (2-D, non-empty,
+    finite, 0/1) and ``log_p_bar`` (log-probabilities, ``<= 0``) on the host.
     """
     check_enumerable(config)
-    chex.assert_rank(data, 2)
+    if not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    if not isinstance(data, jax.core.Tracer):
+        from ncl.training import check_data
+        data = check_data(data)
+    elif data.ndim != 2 or 0 in data.shape:
+        raise ValueError(f"data must be a non-empty 2-D array (N, D), got shape {data.shape}")
+    check_params(params, config, data.shape[1])
     S = config.n_states
     lp = jnp.asarray(log_p_bar, jnp.float32)
+    if lp.ndim not in (1, 2) or lp.shape[-1] != S:
+        raise ValueError(f"log_p_bar must have shape ({S},) or (P, {S}) (log occupancy of "
+                         f"the {S} hidden states), got {tuple(lp.shape)}")
+    if not isinstance(lp, jax.core.Tracer):
+        v = np.asarray(lp)
+        if np.isnan(v).any() or (v > 1e-4).any():
+            raise ValueError("log_p_bar must hold log-probabilities (<= 0, -inf allowed, no "
+                             "NaN); pass jnp.log(p_bar), not p_bar")
+    return _log_likelihood(params, data, lp, config, int(chunk))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "chunk"))
+def _log_likelihood(params: Params, data: Array, lp: Array, config: ModelConfig,
+                    chunk: int) -> Array:
+    S = config.n_states
     single = lp.ndim == 1
     lp = lp[None] if single else lp
-    chex.assert_shape(lp, (None, S))
     N, D = data.shape
     c = max(1, min(chunk, N, CHUNK_ELEMENTS // (S * (lp.shape[0] + 1))))
     n_chunks = -(-N // c)
@@ -918,7 +956,7 @@ def diagnose(key: Array, params: Params, center: Array, config: ModelConfig, dat
       :class:`Diagnostics`.
     """
     data_j, p_data = _prepare(config, data, labels, classifier, dcfg)
-    chex.assert_shape(center, (data_j.shape[1],))
+    _check_model_inputs(params, center, config, data_j.shape[1])
     out = _compiled(config, dcfg, False)(key, params, jnp.asarray(center, jnp.float32),
                                          data_j, p_data, classifier)
     return _finalize(out, classifier, p_data, dcfg)
@@ -948,8 +986,8 @@ def diagnose_ensemble(key: Array, state_params: Params, centers: Array, config: 
       :class:`Diagnostics` whose array fields have a leading ``(E,)`` axis.
     """
     data_j, p_data = _prepare(config, data, labels, classifier, dcfg)
+    _check_model_inputs(state_params, centers, config, data_j.shape[1], n_members=-1)
     E = state_params.w.shape[0]
-    chex.assert_shape(centers, (E, data_j.shape[1]))
     if isinstance(member_batch, str) and member_batch == "auto":
         member_batch = 1 if jax.default_backend() == "cpu" else None
     if member_batch is not None and (not isinstance(member_batch, int)

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import math
 
-import chex
 import jax
 import jax.numpy as jnp
 
 from ncl.chain import Trajectory
-from ncl.model import (ModelConfig, Params, hidden_logits, log_A, recognition_log_q,
-                       recognition_score_factor, visible_logits)
+from ncl.model import (ModelConfig, Params, check_params, hidden_logits, log_A,
+                       recognition_log_q, recognition_score_factor, visible_logits)
 
 Array = jax.Array
 
@@ -37,6 +36,24 @@ def _mask_and_count(batch: Array, mask: Array | None):
         mask = jnp.ones(batch.shape[0], batch.dtype)
     mask = mask.astype(batch.dtype)
     return mask, jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def _check_gradient_inputs(params, traj, batch, center, config, mask) -> None:
+    """Shape checks (trace time): a mismatch is one clear ``ValueError``, not a JAX error."""
+    if getattr(batch, "ndim", None) != 2:
+        raise ValueError("batch must be a 2-D array (N, D) of data rows, got shape "
+                         f"{getattr(batch, 'shape', type(batch).__name__)}")
+    D = check_params(params, config, batch.shape[1], what="the batch")
+    xs, zs = traj
+    if xs.ndim != 3 or xs.shape[-1] != D or zs.shape != xs.shape[:2] + (config.n_hidden,):
+        raise ValueError(f"traj must hold x (T, C, {D}) and z (T, C, {config.n_hidden}) "
+                         f"(from ncl.chain.sample_chain), got x {tuple(xs.shape)} and z "
+                         f"{tuple(zs.shape)}")
+    if tuple(jnp.shape(center)) != (D,):
+        raise ValueError(f"center must have shape ({D},), got {tuple(jnp.shape(center))}")
+    if mask is not None and tuple(jnp.shape(mask)) != (batch.shape[0],):
+        raise ValueError(f"mask must have shape ({batch.shape[0]},) (one weight per batch "
+                         f"row), got {tuple(jnp.shape(mask))}")
 
 
 def log_A_matrix(params: Params, batch: Array, zs: Array) -> Array:
@@ -66,7 +83,7 @@ def two_step_gradient(params: Params, traj: Trajectory, batch: Array, center: Ar
       counted data (``grads.a`` is zero when ``a`` is not trained) and the App. A3
       on-the-fly log-likelihood of the minibatch.
     """
-    chex.assert_rank(batch, 2)
+    _check_gradient_inputs(params, traj, batch, center, config, mask)
     xs, zs = _flatten(traj)
     n_samples = xs.shape[0]
     mask, n_eff = _mask_and_count(batch, mask)
@@ -118,6 +135,7 @@ def surrogate_objective(params: Params, traj: Trajectory, batch: Array, center: 
     its value equals the on-the-fly log-likelihood plus ``log(T·C)``.
     Shapes as in :func:`two_step_gradient`. → scalar.
     """
+    _check_gradient_inputs(params, traj, batch, center, config, mask)
     xs, zs = _flatten(traj)
     xs, zs = jax.lax.stop_gradient(xs), jax.lax.stop_gradient(zs)
     mask, n_eff = _mask_and_count(batch, mask)

@@ -169,6 +169,13 @@ def load_checkpoint(directory) -> Run:
     path = Path(directory) / CHECKPOINT_FILE
     if not Path(directory).is_dir():
         raise RunFileError(f"no run to resume at {directory}: not a directory")
+    if not path.exists() and (Path(directory) / CONFIG_FILE).exists():
+        raise RunFileError(f"{directory} holds a finished run (no {CHECKPOINT_FILE}); there "
+                           "is nothing to resume: load it with ncl.io.load_run, or train "
+                           "more epochs into a new directory")
+    if not path.exists():
+        raise RunFileError(f"no run to resume at {directory}: {CHECKPOINT_FILE} is missing "
+                           "(give the --out directory of an interrupted `ncl train`)")
     arrays = _read_npz(path)
     if "meta_json" not in arrays:
         raise RunFileError(f"{path}: no metadata; not an ncl checkpoint")
@@ -207,11 +214,16 @@ def load_meta(directory) -> dict:
         raise RunFileError(f"no saved run at {directory}: not a directory")
     path = directory / CONFIG_FILE
     if not path.exists():
-        raise RunFileError(f"no saved run at {directory}: {CONFIG_FILE} is missing")
+        hint = (f"; it holds an interrupted run: finish it with `ncl train --resume "
+                f"{directory}`" if (directory / CHECKPOINT_FILE).exists() else
+                " (expected the --out directory of `ncl train`)")
+        raise RunFileError(f"no saved run at {directory}: {CONFIG_FILE} is missing{hint}")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunFileError(f"cannot read {path}: corrupt JSON ({e})") from e
+    if not isinstance(meta, dict) or "train_config" not in meta:
+        raise RunFileError(f"{path} is not the config.json of an ncl run (no train_config)")
     return meta
 
 
@@ -256,6 +268,8 @@ def _build_run(meta: dict, arrays: dict, hist: dict, where: Path) -> Run:
     if missing:
         raise RunFileError(f"{where}: history fields {sorted(missing)} are missing")
     history = History(**{k: jnp.asarray(hist[k]) for k in History._fields})
+    if not isinstance(meta.get("seeds"), list):
+        raise RunFileError(f"{where}: the metadata have no list of seeds; not an ncl run")
     return Run(config=config, state=state, history=history, seeds=tuple(meta["seeds"]),
                ensemble=ensemble, meta=meta)
 

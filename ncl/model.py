@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 
@@ -93,6 +92,54 @@ class ModelConfig:
     def n_states(self) -> int:
         """Number of hidden states: ``L`` (one-hot) or ``2**L`` (binary)."""
         return self.n_hidden if self.hidden == "onehot" else 2 ** self.n_hidden
+
+
+# ----------------------------------------------------------------------------- validation
+
+def check_params(params, config: ModelConfig, n_visible: int | None = None,
+                 n_members: int | None = None, name: str = "params",
+                 what: str = "the data") -> int:
+    """Check the shapes of ``params`` against ``config`` (and the data width ``n_visible``)
+    before anything reaches JAX, so a mismatch is one clear ``ValueError``.
+
+    ``n_members``: ``None`` for one model (``w (D, L)``), or the expected size of a
+    leading member axis (``-1``: any size), e.g. ``w (E, D, L)`` for an ensemble.
+    ``what`` names the array whose width is ``n_visible`` in the message.
+    Works on concrete arrays and on tracers (only shapes are read). Returns ``D``.
+    """
+    if not isinstance(params, Params):
+        raise TypeError(f"{name} must be ncl.model.Params (w, a, wbar, abar), got "
+                        f"{type(params).__name__}")
+    lead = () if n_members is None else (None,)
+    shapes = {f: tuple(getattr(params, f).shape) for f in Params._fields}
+    w = shapes["w"]
+    if len(w) != 2 + len(lead):
+        wanted = "one model, w of shape (D, L)" if n_members is None else \
+            "an ensemble, w of shape (members, D, L)"
+        raise ValueError(f"{name}.w has shape {w}, but {wanted} is expected"
+                         + ("; pick one member with ncl.training.member(state, i)"
+                            if n_members is None and len(w) == 3 else "")
+                         + ("; use the params of an ensemble (train_ensemble)"
+                            if n_members is not None and len(w) == 2 else ""))
+    D, L = w[-2:]
+    E = w[0] if lead else None
+    if n_members not in (None, -1) and E != n_members:
+        raise ValueError(f"{name} hold {E} members, expected {n_members}")
+    if L != config.n_hidden:
+        raise ValueError(f"{name}.w has {L} hidden units (shape {w}) but the model config "
+                         f"says n_hidden (L) = {config.n_hidden}; use the config the "
+                         "parameters were trained with")
+    m = () if E is None else (E,)
+    expected = {"w": m + (D, L), "a": m + (D,), "wbar": m + (L, D), "abar": m + (L,)}
+    for f, shp in expected.items():
+        if shapes[f] != shp:
+            raise ValueError(f"{name}.{f} has shape {shapes[f]}, expected {shp} "
+                             f"(D = {D} visible units, L = {L} hidden units)")
+    if n_visible is not None and D != n_visible:
+        raise ValueError(f"{what} has {n_visible} columns but {name} were built for "
+                         f"D = {D} visible units; pass data of the width the model was "
+                         "trained on")
+    return D
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -286,7 +333,10 @@ def init_params(key: Array, data: Array, config: ModelConfig,
     Returns:
       :class:`Params` with ``w (D, L)``, ``a (D,)``, ``wbar (L, D)``, ``abar (L,)``, float32.
     """
-    chex.assert_rank(data, 2)
+    data = jnp.asarray(data)
+    if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
+        raise ValueError(f"data must be a non-empty 2-D array (n_samples, n_visible), got "
+                         f"shape {tuple(data.shape)}")
     n_data, D = data.shape
     L = config.n_hidden
     n = max(1, int(round(subset_fraction * n_data)))

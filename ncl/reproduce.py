@@ -532,7 +532,9 @@ def reproduce(out_dir, seeds: Sequence[int] = range(36), config: TrainConfig = T
     """
     import jax
     from ncl import io
+    from ncl.diagnostics import check_enumerable
     from ncl.training import train_ensemble
+    check_enumerable(config.model)  # fail before training, not after it
     log = _Log(quiet or progress is False)
     out_dir = Path(out_dir)
     seeds = [int(s) for s in seeds]
@@ -725,13 +727,36 @@ def read_metrics_csv(path) -> list[dict]:
 
 # ----------------------------------------------------------------------------- figures
 
+_FIGURE_KEYS = ("seeds", "n_hidden", "diag_loglik", "diag_loglik_err", "diag_sigma_rb",
+                "diag_sigma_rb_err", "diag_sigma_counts", "diag_sigma_counts_err",
+                "diag_tau_rb", "diag_tau_rb_err", "diag_tau_counts", "diag_tau_counts_err",
+                "diag_p_bar", "diag_log_M_rb", "diag_M_counts", "diag_transition_counts",
+                "diag_self_transition_counts", "diag_self_transition_rb",
+                "fig3_index", "fig3_w", "fig3_wbar", "fig3_abar", "fig3_z",
+                "fig3_mean_images", "fig3_samples")
+
+
 def load_diagnostics_npz(out_dir) -> dict:
+    """The arrays of ``out_dir/diagnostics.npz``; ``FileNotFoundError`` if absent,
+    ``ValueError`` naming the file if it is corrupt or lacks arrays the figures need."""
     path = Path(out_dir) / DIAGNOSTICS_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `ncl reproduce` or `ncl diagnose` "
                                 "first")
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # BadZipFile, pickled data, truncated members, ...
+        raise ValueError(f"cannot read {path}: the file is corrupt or truncated ({e}); "
+                         "write it again with `ncl diagnose RUN_DIR`") from e
+    missing = [k for k in _FIGURE_KEYS if k not in arrays]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more"
+                                          if len(missing) > 4 else "")
+        raise ValueError(f"{path} lacks the arrays {shown}; it was not written by "
+                         "`ncl reproduce`/`ncl diagnose` (write it again with "
+                         "`ncl diagnose RUN_DIR`)")
+    return arrays
 
 
 def _pick(arrays, estimator):

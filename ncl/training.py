@@ -29,7 +29,7 @@ from ncl import exact as exact_lib
 from ncl import monitor as monitor_lib
 from ncl.gradient import autodiff_gradient, two_step_gradient
 from ncl import rbm as rbm_lib
-from ncl.model import ModelConfig, Params, data_center, init_params
+from ncl.model import ModelConfig, Params, check_params, data_center, init_params
 
 Array = jax.Array
 
@@ -88,7 +88,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if isinstance(self.model, dict):  # convenience: TrainConfig(model={...})
-            object.__setattr__(self, "model", ModelConfig(**self.model))
+            object.__setattr__(self, "model", _model_config_from_dict(self.model))
         if not isinstance(self.model, ModelConfig):
             raise TypeError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         for name in ("chain_length", "n_chains", "epochs", "steps_per_epoch", "batch_min",
@@ -114,6 +114,9 @@ class TrainConfig:
             raise ValueError(f"gradient must be one of {GRADIENT_FORMS}, got {self.gradient!r}")
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.model.hidden == "binary" and self.model.n_hidden > 30:
+            raise ValueError(f"binary hidden layer with L={self.model.n_hidden} units is not "
+                             "supported (hidden states are indexed by int32); use L <= 30")
         if self.family == "rbm":
             rbm_lib.check_model_config(self.model)
             rbm_lib.gradient_function(self.gradient)
@@ -127,6 +130,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise TypeError(f"a TrainConfig must be read from a dict (a JSON object or TOML "
+                            f"table of option names), got {type(d).__name__}")
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
@@ -134,13 +140,17 @@ class TrainConfig:
             raise ValueError(f"unknown TrainConfig option(s): {sorted(unknown)}; "
                              f"valid options: {sorted(known)}")
         if isinstance(d.get("model"), dict):
-            mknown = {f.name for f in dataclasses.fields(ModelConfig)}
-            munknown = set(d["model"]) - mknown
-            if munknown:
-                raise ValueError(f"unknown ModelConfig option(s): {sorted(munknown)}; "
-                                 f"valid options: {sorted(mknown)}")
-            d["model"] = ModelConfig(**d["model"])
+            d["model"] = _model_config_from_dict(d["model"])
         return cls(**d)
+
+
+def _model_config_from_dict(d: dict) -> ModelConfig:
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown ModelConfig option(s): {sorted(unknown)}; "
+                         f"valid options: {sorted(known)}")
+    return ModelConfig(**d)
 
 
 class TrainState(NamedTuple):
@@ -412,20 +422,19 @@ def _check_config_against_data(data: np.ndarray, config: TrainConfig):
     if config.batch_max > data.shape[0]:
         raise ValueError(f"batch_max ({config.batch_max}) is larger than the data set "
                          f"({data.shape[0]} samples); lower batch_max")
-    if config.model.hidden == "binary" and config.model.n_hidden > 30:
-        raise ValueError(f"binary hidden layer with L={config.model.n_hidden} units is not "
-                         "supported (hidden states are indexed by int32); use L <= 30")
 
 
 def _as_key(seed_or_key) -> Array:
-    if isinstance(seed_or_key, (int, np.integer)):
+    if isinstance(seed_or_key, (int, np.integer)) and not isinstance(seed_or_key, bool):
         return jax.random.key(int(seed_or_key))
-    key = jnp.asarray(seed_or_key) if not hasattr(seed_or_key, "dtype") else seed_or_key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    if key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
-        return jax.random.wrap_key_data(key)
-    raise TypeError(f"expected an int seed or a PRNG key, got {seed_or_key!r}")
+    key = seed_or_key
+    if hasattr(key, "dtype") and hasattr(key, "shape"):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+            return key
+        if key.dtype == np.uint32 and key.shape == (2,):
+            return jax.random.wrap_key_data(jnp.asarray(key))
+    raise TypeError(f"seed_or_key must be an int seed or one PRNG key (jax.random.key), got "
+                    f"{seed_or_key!r}; for several seeds use train_ensemble")
 
 
 def train(seed_or_key, data, config: TrainConfig = TrainConfig(),
@@ -560,6 +569,12 @@ def continue_training(state: TrainState, data, config: TrainConfig, start_epoch:
     """
     data = check_data(data)
     _check_config_against_data(data, config)
+    _check_state(state, config, data.shape[1], ensemble)
+    for name, value in (("start_epoch", start_epoch), ("stop_epoch", stop_epoch)):
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, (int, np.integer))):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+    start_epoch = int(start_epoch)
     stop_epoch = config.epochs if stop_epoch is None else int(stop_epoch)
     if not 0 <= start_epoch < stop_epoch <= config.epochs:
         raise ValueError(f"need 0 <= start_epoch < stop_epoch <= epochs ({config.epochs}), "
@@ -574,6 +589,34 @@ def continue_training(state: TrainState, data, config: TrainConfig, start_epoch:
     if not ensemble:
         return make()(state, jnp.asarray(data))
     return _run_sharded(make, state, jnp.asarray(data), devices)
+
+
+def _check_state(state, config: TrainConfig, n_visible: int, ensemble: bool) -> None:
+    """Shapes of a :class:`TrainState` against the config and the data width (host side),
+    so :func:`continue_training` fails with one clear error instead of inside JAX."""
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state must be a TrainState (from train_ensemble, "
+                        f"init_ensemble_state or ncl.io.load_run(...).state), got "
+                        f"{type(state).__name__}")
+    rank = getattr(getattr(state.params, "w", None), "ndim", None)
+    if rank is not None and rank != (3 if ensemble else 2):
+        raise ValueError(
+            f"state.params.w has shape {tuple(state.params.w.shape)}: "
+            + ("ensemble=True needs a leading member axis, (members, D, L); pass "
+               "ensemble=False for one model" if ensemble else
+               "ensemble=False needs ONE model, (D, L); pass ensemble=True for an ensemble "
+               "state"))
+    check_params(state.params, config.model, n_visible, -1 if ensemble else None,
+                 name="state.params")
+    lead = tuple(state.params.w.shape[:1]) if ensemble else ()
+    want = lead + (config.n_chains, n_visible)
+    if tuple(state.chain.x.shape) != want:
+        raise ValueError(f"state.chain.x has shape {tuple(state.chain.x.shape)}, expected "
+                         f"{want} (n_chains = {config.n_chains}); use the config the state "
+                         "was trained with")
+    if tuple(jnp.shape(state.center)) != lead + (n_visible,):
+        raise ValueError(f"state.center has shape {tuple(jnp.shape(state.center))}, expected "
+                         f"{lead + (n_visible,)}")
 
 
 def member(tree, i: int):
