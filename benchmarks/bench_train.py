@@ -43,7 +43,7 @@ CHILD = textwrap.dedent("""
     from ncl.data import load_paper_data
     from ncl.training import TrainConfig, train_ensemble
     x, _ = load_paper_data()
-    cfg = TrainConfig(epochs=a["epochs"], monitor=a["monitor"])
+    cfg = TrainConfig(epochs=a["epochs"], monitor=a["monitor"], **a.get("overrides", {}))
     calls = []
     progress = (lambda e, row: calls.append(int(e))) if a["progress"] else None
     t0 = time.perf_counter()
@@ -63,9 +63,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def jax_case(seeds, epochs, cpu_devices, monitor=True, progress=False):
+def jax_case(seeds, epochs, cpu_devices, monitor=True, progress=False, overrides=None):
     arg = json.dumps({"seeds": seeds, "epochs": epochs, "cpu_devices": cpu_devices,
-                      "monitor": monitor, "progress": progress})
+                      "monitor": monitor, "progress": progress, "overrides": overrides or {}})
     proc = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True,
                           cwd=HERE.parent)
     if proc.returncode != 0:
@@ -114,6 +114,9 @@ def main(argv=None):
     p.add_argument("--numpy-seeds", type=int, default=3)
     p.add_argument("--skip-variants", action="store_true",
                    help="only the default configuration (monitor on, no progress)")
+    p.add_argument("--buckets", default="",
+                   help="comma-separated TrainConfig.batch_buckets values to time as extra "
+                        "variants (compile vs padding trade-off), e.g. 1,2,8")
     p.add_argument("--json", default=None)
     p.add_argument("--numpy-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -134,6 +137,9 @@ def main(argv=None):
         cases += [("monitor off", dict(monitor=False, progress=False)),
                   ("monitor on + progress callback", dict(monitor=True, progress=True)),
                   ("1 CPU device", dict(monitor=True, progress=False, cpu_devices=1))]
+    for b in filter(None, args.buckets.split(",")):
+        cases.append((f"batch_buckets={int(b)}", dict(monitor=True, progress=False,
+                                                     overrides={"batch_buckets": int(b)})))
     results = {}
     for name, kw in cases:
         dev = kw.pop("cpu_devices", args.cpu_devices)

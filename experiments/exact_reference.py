@@ -142,7 +142,6 @@ def run(out: Path, n_seeds: int, quick: bool, log=print):
                                            angle_ts_inf=res[3][i], angle_ts_T48=res[4][i]))
                 # fixed-point analysis
                 t0 = time.perf_counter()
-                final = exact.log_likelihood  # noqa: F841 (readability)
                 ll_final = np.asarray(jax.vmap(lambda p, c: exact.log_likelihood(
                     p, xj, c, model))(state.params, state.center), np.float64)
                 p_ts, _ = refine(state.params, state.center, xj, model, "two-step-expected",

@@ -37,9 +37,6 @@ train with them through :mod:`ncl.training` under the unchanged protocol.
 """
 from __future__ import annotations
 
-import functools
-import math
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -48,8 +45,7 @@ import optax
 
 from ncl.chain import Trajectory
 from ncl.gradient import log_A_matrix
-from ncl.model import (ModelConfig, Params, enumerate_hidden_states, hidden_logits,
-                       recognition_log_q)
+from ncl.model import ModelConfig, Params, enumerate_hidden_states, recognition_log_q
 
 Array = jax.Array
 

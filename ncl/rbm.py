@@ -58,8 +58,7 @@ import jax.numpy as jnp
 
 from ncl.chain import Trajectory
 from ncl.gradient import log_A_matrix
-from ncl.model import (MAX_ENUMERABLE_BINARY_UNITS, ModelConfig, Params, hidden_logits,
-                       log_A)
+from ncl.model import MAX_ENUMERABLE_BINARY_UNITS, ModelConfig, Params, hidden_logits
 
 Array = jax.Array
 
@@ -333,7 +332,7 @@ def detailed_balance_violation(params: Params, center: Array, config: ModelConfi
 __all__ = [
     "GRADIENTS", "as_rbm_model_config", "check_model_config", "detailed_balance_violation",
     "effective_hidden_bias", "exact_gradient", "exact_hidden_transition_matrix",
-    "gradient_function", "hidden_expectation", "is_tied", "log_A", "log_hidden_marginal",
+    "gradient_function", "hidden_expectation", "is_tied", "log_hidden_marginal",
     "log_hidden_weights", "log_likelihood", "log_partition", "log_prob", "neg_free_energy",
     "on_the_fly_loglik", "pcd_autodiff_gradient", "pcd_gradient", "pcd_surrogate",
     "rbm_model_config", "rbm_train_config", "tie",
