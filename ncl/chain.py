@@ -5,13 +5,32 @@ BlackJAX-style pure functions: :func:`init` builds a :class:`ChainState`,
 with ``lax.scan`` and returns the (x'(t), z(t)) pairs the two-step gradient needs.
 Keys are explicit and never stored.
 
-Speed without approximation: all random bits of a chain segment are drawn in one
-call, and every Bernoulli draw compares 32 raw bits with an integer threshold
-(:func:`ncl.model.bernoulli_thresholds`), which is exact to ``2**-32``; the one-hot
-hidden draw is an inverse-CDF draw resolved to ``2**-24``. For one-hot
-hidden units the ``L`` possible visible probability vectors are tabulated once per
-segment, so the scanned body is a gather, a compare and a ``(L, D)`` matrix-vector
-product.
+Speed without approximation:
+
+* Every Bernoulli draw compares 32 uniform random bits with an integer threshold
+  (:func:`ncl.model.bernoulli_thresholds`), which is exact to ``2**-32``; the one-hot
+  hidden draw is an inverse-CDF draw (:func:`ncl.model.categorical_from_uniform`'s rule)
+  resolved to ``2**-24``.
+* The random bits are Threefry-2x32 (20 rounds, the generator behind JAX's default
+  PRNG) in counter mode, written out unrolled so that XLA fuses it with its consumer:
+  the segment key is expanded into one 64-bit Threefry key (with ``jax.random.bits``,
+  so any JAX PRNG implementation can drive it) and the block for counter
+  ``(hi, lo) = (2t + stream, index)`` gives double step ``t`` its bits. One block is 64
+  bits, so one block draws a *pair* of visible units (both output words are used:
+  unit ``h`` compares the first word, unit ``h + ceil(D/2)`` the second). The bits are
+  made inside the scanned step, in the same XLA loop as the comparison, and never
+  stored.
+* The visible state travels through the scan as those pairs, two bits per byte, and
+  is expanded to float32 where needed (the hidden matrix-vector product, the returned
+  trajectory).
+* For one-hot hidden units the ``L`` possible visible distributions ``A(α, ·)`` are
+  tabulated once per segment as thresholds, so a step is a matrix-vector product, an
+  inverse-CDF categorical draw, and a compare of the fresh bits with row ``α`` of the
+  table.
+
+The bits of double step ``t`` depend only on the key, ``t``, the chain and the unit
+index, so a segment is deterministic given its key, whatever the batching (vmap over
+members, sharding over devices).
 """
 from __future__ import annotations
 
@@ -21,11 +40,14 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from ncl.model import (ModelConfig, Params, _onehot_sampling_logits, bernoulli_from_bits,
-                       bernoulli_thresholds, categorical_from_uniform, check_params,
-                       hidden_logits, uniform_from_bits, visible_logits)
+from ncl.model import (ModelConfig, Params, bernoulli_thresholds, check_params,
+                       uniform_from_bits, visible_logits)
 
 Array = jax.Array
+
+_U32 = jnp.uint32
+_STREAM_VISIBLE, _STREAM_HIDDEN = 0, 1
+_UNROLLED_CDF_MAX = 32  # categorical draws over at most this many states add in unrolled form
 
 
 class ChainState(NamedTuple):
@@ -55,37 +77,171 @@ def init(x0: Array) -> ChainState:
     return ChainState(x=x0)
 
 
-def _draw_bits(key: Array, T: int, C: int, D: int, config: ModelConfig):
-    k_x, k_z = jax.random.split(key)
-    bits_x = jax.random.bits(k_x, (T, C, D), jnp.uint32)
-    z_shape = (T, C) if config.hidden == "onehot" else (T, C, config.n_hidden)
-    bits_z = jax.random.bits(k_z, z_shape, jnp.uint32)
-    return bits_x, bits_z
+# ----------------------------------------------------------------------------- random bits
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
 
-def _make_body(params: Params, center: Array, config: ModelConfig):
-    """Scan body ``(x, (bits_x, bits_z)) -> (x_next, (x, z_or_alpha))`` for one double step."""
+def _rotl(x: Array, r: int) -> Array:
+    return (x << _U32(r)) | (x >> _U32(32 - r))
+
+
+def threefry2x32(k0: Array, k1: Array, c0: Array, c1: Array) -> tuple[Array, Array]:
+    """Threefry-2x32 with 20 rounds (Salmon et al. 2011), bit-identical to JAX's.
+
+    ``k0, k1``: uint32 scalars, the key; ``c0, c1``: uint32 arrays (broadcast), the
+    64-bit counter. Returns the two uint32 output words. Unrolled in plain ``jnp`` so
+    that XLA fuses it into the consumer (JAX's own CPU lowering is a rolled loop).
+    """
+    ks = (k0, k1, k0 ^ k1 ^ _U32(0x1BD11BDA))
+    x0, x1 = c0 + ks[0], c1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = _rotl(x1, r) ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + _U32(i + 1)
+    return x0, x1
+
+
+def _segment_key(key: Array) -> Array:
+    """The segment's 64-bit Threefry key as two uint32 words."""
+    return jax.random.bits(key, (2,), _U32)
+
+
+def _block(kw: Array, t: Array, stream: int, shape: tuple[int, ...]) -> tuple[Array, Array]:
+    """The Threefry block of every index of ``shape`` (row-major) at step ``t``."""
+    lo = jax.lax.broadcasted_iota(_U32, shape, len(shape) - 1)
+    stride = shape[-1]
+    for axis in range(len(shape) - 2, -1, -1):
+        lo = lo + jax.lax.broadcasted_iota(_U32, shape, axis) * _U32(stride)
+        stride *= shape[axis]
+    hi = jnp.broadcast_to(_U32(2) * t.astype(_U32) + _U32(stream), shape)
+    return threefry2x32(kw[0], kw[1], lo, hi)
+
+
+def _words(kw: Array, t: Array, stream: int, shape: tuple[int, ...]) -> Array:
+    """One uint32 word per index of ``shape`` (the two outputs of its block, xored)."""
+    a, b = _block(kw, t, stream, shape)
+    return a ^ b
+
+
+# ----------------------------------------------------------------------------- pairs
+#
+# Unit h of the first half and unit h + H of the second half (H = ceil(D/2)) form a
+# pair: they share one Threefry block (first and second output word) and one byte of
+# the packed state (bits 0 and 1).
+
+def _pad_even(a: Array) -> Array:
+    if a.shape[-1] % 2:
+        a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, 1)])
+    return a
+
+
+def _halves(a: Array) -> tuple[Array, Array]:
+    """``(..., D)`` → the first and second halves ``(..., H)`` (zero-padded if D is odd)."""
+    a = _pad_even(a)
+    H = a.shape[-1] // 2
+    return a[..., :H], a[..., H:]
+
+
+def _pack_pairs(x: Array) -> Array:
+    """``(..., D)`` 0/1 → ``(..., H)`` uint8: bit 0 = unit h, bit 1 = unit h + H."""
+    first, second = _halves(x)
+    return first.astype(jnp.uint8) | (second.astype(jnp.uint8) << 1)
+
+
+def _unpack_pairs(p: Array, D: int) -> Array:
+    """Inverse of :func:`_pack_pairs`, as float32 ``(..., D)``."""
+    # (shifts by constants: XLA vectorises these, not a shift by a broadcast array)
+    x2 = jnp.stack([(p & 1).astype(jnp.float32), (p >> 1).astype(jnp.float32)], axis=-2)
+    return x2.reshape(p.shape[:-1] + (-1,))[..., :D]                   # (..., 2H) → (..., D)
+
+
+def _draw_pairs(kw: Array, t: Array, t1: Array, t2: Array, f1: Array, f2: Array) -> Array:
+    """Packed Bernoulli draws of the visible pairs at step ``t``.
+
+    ``t1, f1`` / ``t2, f2``: thresholds and flips (:func:`ncl.model.bernoulli_thresholds`)
+    of the first / second half of the units, ``(C, H)`` each.
+    """
+    a, b = _block(kw, t, _STREAM_VISIBLE, t1.shape)
+    first = jnp.logical_xor(a < t1, f1).astype(jnp.uint8)
+    second = jnp.logical_xor(b < t2, f2).astype(jnp.uint8)
+    return first | (second << 1)
+
+
+# ----------------------------------------------------------------------------- steps
+
+def _categorical(u: Array, g: Array, config: ModelConfig) -> Array:
+    """Inverse-CDF draw of the one-hot state: ``P(α) ∝ σ(g_α)`` (eq. 19) or ``∝ exp g_α``.
+
+    ``u (C,)`` uniform in [0, 1), ``g (C, L)`` → ``α (C,)`` int32. Same rule as
+    :func:`ncl.model.categorical_from_uniform` on the corresponding log-weights.
+    """
+    # log-weights shifted by their maximum, so that the largest weight is 1 whatever the
+    # scale of g (sigmoid(g) itself underflows to 0 for every state when all g < -88)
+    lw = g if config.recognition == "softmax" else jax.nn.log_sigmoid(g)
+    w = jnp.exp(lw - jnp.max(lw, axis=-1, keepdims=True))
+    L = w.shape[-1]
+    if L <= _UNROLLED_CDF_MAX:
+        parts = [w[..., 0]]
+        for k in range(1, L):
+            parts.append(parts[-1] + w[..., k])
+        cdf = jnp.stack(parts, axis=-1)
+    else:
+        cdf = jnp.cumsum(w, axis=-1)
+    below = cdf[..., :-1] <= (u * cdf[..., -1])[..., None]
+    return jnp.sum(below.astype(jnp.int32), axis=-1)
+
+
+def _scan(key: Array, x0: Array, params: Params, center: Array, config: ModelConfig,
+          n_steps: int, unroll: int):
+    """Run the chain; returns packed ``x'(T)``, packed ``x'(t)`` ``(C, T, H)``, ``z(t)`` (or
+    ``α(t)``) ``(T, C, ...)`` and the hidden logits ``g(x'(t))`` ``(T, C, L)``."""
+    C, D = x0.shape
+    L = config.n_hidden
+    kw = _segment_key(key)
+    bias = params.abar - params.wbar @ center                          # g = wbar x + bias
+    wbar = _pad_even(params.wbar)                                      # (L, 2H)
+
+    def hidden_logits_of(packed):                                      # (C, L), eq. (17)
+        x = _unpack_pairs(packed, wbar.shape[-1])                      # (C, 2H)
+        return jnp.einsum("cd,ld->cl", x, wbar) + bias
+
     if config.hidden == "onehot":
         # The L possible visible distributions A(α, ·), tabulated once per segment.
-        thr_table, flip_table = bernoulli_thresholds(visible_logits(params, jnp.eye(
-            config.n_hidden, dtype=params.w.dtype)))
+        thr_table, flip_table = bernoulli_thresholds(params.w.T + params.a)  # (L, D): h(e_α)
+        tables = _halves(thr_table) + _halves(flip_table)              # 4 x (L, H)
 
-        def body(x, bits):
-            bits_x, bits_z = bits
-            g = hidden_logits(params, x, center)                      # (C, L)
-            alpha = categorical_from_uniform(uniform_from_bits(bits_z),
-                                             _onehot_sampling_logits(g, config))
-            x_next = bernoulli_from_bits(bits_x, thr_table[alpha], flip_table[alpha])
-            return x_next, (x, alpha)
+        def step_fn(packed, t):
+            g = hidden_logits_of(packed)
+            u = uniform_from_bits(_words(kw, t, _STREAM_HIDDEN, (C,)))
+            alpha = _categorical(u, g, config)                         # (C,)
+            return _draw_pairs(kw, t, *(tab[alpha] for tab in tables)), (alpha, g)
     else:
-        def body(x, bits):
-            bits_x, bits_z = bits
-            thr_z, flip_z = bernoulli_thresholds(hidden_logits(params, x, center))
-            z = bernoulli_from_bits(bits_z, thr_z, flip_z)            # (C, L)
+        def step_fn(packed, t):
+            g = hidden_logits_of(packed)
+            thr_z, flip_z = bernoulli_thresholds(g)
+            bits_z = _words(kw, t, _STREAM_HIDDEN, (C, L))
+            z = jnp.logical_xor(bits_z < thr_z, flip_z).astype(jnp.float32)   # (C, L)
             thr_x, flip_x = bernoulli_thresholds(visible_logits(params, z))
-            x_next = bernoulli_from_bits(bits_x, thr_x, flip_x)
-            return x_next, (x, z)
-    return body
+            return _draw_pairs(kw, t, *_halves(thr_x), *_halves(flip_x)), (z, g)
+
+    # The visited states are written into a (C, T, H) buffer carried through the loop
+    # rather than stacked as scan outputs: under vmap, stacked outputs come out
+    # step-major, (T, members, ...), and every consumer would pay for a transpose.
+    def body(carry, t):
+        packed, history = carry
+        history = jax.lax.dynamic_update_slice_in_dim(history, packed[:, None], t, axis=1)
+        new, outputs = step_fn(packed, t)
+        return (new, history), outputs
+
+    packed0 = _pack_pairs(x0)
+    history0 = jnp.zeros((C, n_steps, packed0.shape[-1]), jnp.uint8)
+    (last, history), (zs, gs) = jax.lax.scan(body, (packed0, history0),
+                                             jnp.arange(n_steps, dtype=jnp.int32),
+                                             unroll=unroll)
+    return last, history, zs, gs
 
 
 def _check_chain_inputs(state: ChainState, params: Params, center: Array,
@@ -109,19 +265,6 @@ def _as_rows(z_or_alpha: Array, config: ModelConfig) -> Array:
     return z_or_alpha
 
 
-def step(key: Array, state: ChainState, params: Params, center: Array,
-         config: ModelConfig) -> tuple[ChainState, Trajectory]:
-    """One double step: ``z ~ Ā(x', ·)``, then ``x'_next ~ A(z, ·)``.
-
-    Returns the new state and a :class:`Trajectory` with ``T = 1``.
-    """
-    _check_chain_inputs(state, params, center, config)
-    C, D = state.x.shape
-    bits_x, bits_z = _draw_bits(key, 1, C, D, config)
-    x_next, (x, z) = _make_body(params, center, config)(state.x, (bits_x[0], bits_z[0]))
-    return ChainState(x_next), Trajectory(x[None], _as_rows(z, config)[None])
-
-
 def sample_chain(key: Array, state: ChainState, params: Params, center: Array,
                  config: ModelConfig, n_steps: int, unroll: int = 1
                  ) -> tuple[ChainState, Trajectory]:
@@ -138,11 +281,35 @@ def sample_chain(key: Array, state: ChainState, params: Params, center: Array,
     Returns:
       ``(ChainState(x'(T)), Trajectory(x (T, C, D), z (T, C, L)))``.
     """
+    state, traj, _ = sample_chain_with_logits(key, state, params, center, config, n_steps,
+                                              unroll)
+    return state, traj
+
+
+def sample_chain_with_logits(key: Array, state: ChainState, params: Params, center: Array,
+                             config: ModelConfig, n_steps: int, unroll: int = 1
+                             ) -> tuple[ChainState, Trajectory, Array]:
+    """:func:`sample_chain`, also returning the hidden logits the sampler computed.
+
+    The third output is ``g (T, C, L)``, ``g(t) = wbar (x'(t) − c) + abar`` (eq. 17) for
+    the visited states ``traj.x``: the same values (up to float32 round-off) as
+    :func:`ncl.model.hidden_logits` of ``traj.x``, already paid for by the chain. Pass them
+    to :func:`ncl.gradient.two_step_gradient` (``hidden_logits=``) so it need not
+    recompute them. Same samples as :func:`sample_chain` for the same key.
+    """
     _check_chain_inputs(state, params, center, config)
     if isinstance(n_steps, bool) or not hasattr(n_steps, "__index__") or n_steps < 1:
         raise ValueError(f"n_steps (T) must be a positive int, got {n_steps!r}")
     C, D = state.x.shape
-    bits = _draw_bits(key, n_steps, C, D, config)
-    x_last, (xs, zs) = jax.lax.scan(_make_body(params, center, config), state.x, bits,
-                                    unroll=unroll)
-    return ChainState(x_last), Trajectory(xs, _as_rows(zs, config))
+    last, history, zs, gs = _scan(key, state.x, params, center, config, n_steps, unroll)
+    xs = jnp.swapaxes(_unpack_pairs(history, D), 0, 1)                # (T, C, D)
+    return ChainState(_unpack_pairs(last, D)), Trajectory(xs, _as_rows(zs, config)), gs
+
+
+def step(key: Array, state: ChainState, params: Params, center: Array,
+         config: ModelConfig) -> tuple[ChainState, Trajectory]:
+    """One double step: ``z ~ Ā(x', ·)``, then ``x'_next ~ A(z, ·)``.
+
+    Returns the new state and a :class:`Trajectory` with ``T = 1``.
+    """
+    return sample_chain(key, state, params, center, config, 1)

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from ncl.chain import Trajectory
-from ncl.model import (ModelConfig, Params, check_params, hidden_logits, log_A,
-                       recognition_log_q, recognition_score_factor, visible_logits)
+from ncl.model import (ModelConfig, Params, check_params, log_A, recognition_log_q,
+                       recognition_score_factor, visible_logits)
 
 Array = jax.Array
 
@@ -32,9 +32,10 @@ def _flatten(traj: Trajectory) -> tuple[Array, Array]:
 
 
 def _mask_and_count(batch: Array, mask: Array | None):
+    dtype = batch.dtype if jnp.issubdtype(batch.dtype, jnp.floating) else jnp.float32
     if mask is None:
-        mask = jnp.ones(batch.shape[0], batch.dtype)
-    mask = mask.astype(batch.dtype)
+        mask = jnp.ones(batch.shape[0], dtype)
+    mask = mask.astype(dtype)
     return mask, jnp.maximum(jnp.sum(mask), 1.0)
 
 
@@ -56,70 +57,103 @@ def _check_gradient_inputs(params, traj, batch, center, config, mask) -> None:
                          f"row), got {tuple(jnp.shape(mask))}")
 
 
+def _softplus(h: Array) -> Array:
+    """``log(1 + e^h)`` as ``max(h, 0) + log1p(e^-|h|)``: the function ``jax.nn.softplus``
+    computes, in a form XLA's CPU backend evaluates ~3x faster."""
+    return jnp.maximum(h, 0) + jnp.log1p(jnp.exp(-jnp.abs(h)))
+
+
 def log_A_matrix(params: Params, batch: Array, zs: Array) -> Array:
     """``ℓ[n, t] = log A(z(t), x_n)`` (eq. 10) for data ``batch (N, D)`` and hidden
     states ``zs (S, L)`` → ``(N, S)``. Uses ``x·(w z + a) = (x w)·z + x·a``: an
     ``(N, L) @ (L, S)`` product, never an ``(N, S, D)`` tensor."""
     h = visible_logits(params, zs)                                   # (S, D)
-    softplus_sum = jnp.sum(jax.nn.softplus(h), axis=-1)              # (S,)
+    softplus_sum = jnp.sum(_softplus(h), axis=-1)                    # (S,)
     return (batch @ params.w) @ zs.T + (batch @ params.a)[:, None] - softplus_sum[None, :]
 
 
 def two_step_gradient(params: Params, traj: Trajectory, batch: Array, center: Array,
-                      config: ModelConfig, mask: Array | None = None
-                      ) -> tuple[Params, Array]:
+                      config: ModelConfig, mask: Array | None = None, *,
+                      hidden_logits: Array | None = None) -> tuple[Params, Array]:
     """Closed-form two-step gradient, eqs. (16a–d) with the centering of eq. (17).
 
     Args:
       params: model parameters (``w (D, L)``, ``a (D,)``, ``wbar (L, D)``, ``abar (L,)``).
-      traj: chain samples, ``x (T, C, D)`` and ``z (T, C, L)``.
+      traj: chain samples, ``x (T, C, D)`` and ``z (T, C, L)`` (one-hot rows for
+        one-hot hidden units).
       batch: ``(N, D)`` data minibatch.
       center: ``(D,)`` centering vector ``c``.
       config: model configuration (hidden representation, recognition option).
       mask: optional ``(N,)`` 0/1 weights; only rows with mask 1 count (static shapes
         with a variable minibatch size).
+      hidden_logits: optional ``(T, C, L)`` logits ``g = wbar (x' − c) + abar`` of
+        ``traj.x`` (eq. 17), as returned by :func:`ncl.chain.sample_chain_with_logits`;
+        computed here if omitted.
     Returns:
       ``(grads, loglik)``: a :class:`Params` of ascent directions averaged over the
       counted data (``grads.a`` is zero when ``a`` is not trained) and the App. A3
       on-the-fly log-likelihood of the minibatch.
+
+    The products with the minibatch and the trajectory are written as contractions with
+    ``(L, ·)`` operands, e.g. ``Σ_n (r z)[n, β] x_n`` as ``(L, N) × (N, D)``: on XLA's CPU
+    backend this orientation runs about twice as fast as ``batchᵀ @ (r z)``.
     """
     _check_gradient_inputs(params, traj, batch, center, config, mask)
+    if hidden_logits is not None and tuple(jnp.shape(hidden_logits)) != tuple(traj.z.shape):
+        raise ValueError(f"hidden_logits must have the shape of traj.z, "
+                         f"{tuple(traj.z.shape)}, got {tuple(jnp.shape(hidden_logits))}")
     xs, zs = _flatten(traj)
     n_samples = xs.shape[0]
+    dtype = params.w.dtype
+    batch = batch.astype(dtype)
     mask, n_eff = _mask_and_count(batch, mask)
 
     if config.hidden == "onehot":
-        # z(t) is one of the L basis states: tabulate h, μ and Σ softplus per state
-        # (L rows) instead of per sample (T·C rows); identical values, ~T/L fewer exps.
-        h_states = visible_logits(params, jnp.eye(config.n_hidden, dtype=batch.dtype))
-        mu_states = jax.nn.sigmoid(h_states)                         # (L, D) μ(α), eq. (14)
-        sp_states = jnp.sum(jax.nn.softplus(h_states), axis=-1)      # (L,)
-        ell = (batch @ h_states.T - sp_states[None, :]) @ zs.T       # (N, TC) ℓ[n,t]
+        # z(t) is one of the L basis states e_α: ℓ[n, t] = E[n, α(t)] with
+        # E[n, α] = log A(e_α, x_n), so everything over t reduces to the L states
+        # weighted by their counts k_α = #{t: α(t) = α}:
+        #   logsumexp_t ℓ[n, t] = logsumexp_α (E[n, α] + log k_α),
+        #   (r @ z)[n, α] = Σ_{t: α(t) = α} r[n, t] = exp(E[n, α] + log k_α − lse_n),
+        #   r[n, t] = (r @ z)[n, α(t)] / k_α(t).
+        h_states = params.w.T + params.a                             # (L, D) = h(e_α)
+        mu_states = jax.nn.sigmoid(h_states)                         # μ(e_α), eq. (14)
+        sp_states = jnp.sum(_softplus(h_states), axis=-1)            # (L,)
+        E = jnp.einsum("nd,ld->nl", batch, h_states) - sp_states     # (N, L)
+        counts = jnp.sum(zs, axis=0)                                 # (L,) k_α
+        visited = counts > 0
+        log_counts = jnp.where(visited, jnp.log(jnp.where(visited, counts, 1)), -jnp.inf)
+        lse = jax.nn.logsumexp(E + log_counts, axis=1)               # (N,)
+        rz = jnp.exp(E + log_counts - lse[:, None]) * mask[:, None]  # (N, L) = r @ z, masked
+        s_states = jnp.sum(rz, axis=0)                               # (L,) Σ_n Σ_t r z(t)
+        s = zs @ jnp.where(visited, s_states / jnp.where(visited, counts, 1), 0)  # (TC,)
+        # eqs. (16a), (16b): Σ_n Σ_t r[n,t] z_β(t) (x_nj − μ_j(z(t)))
+        data_term_w = jnp.einsum("nl,nd->ld", rz, batch)             # (L, D)
+        model_term_w = mu_states * s_states[:, None]
+        grad_w = (data_term_w - model_term_w).T
+        model_term_a = mu_states.T @ s_states
     else:
         mu = jax.nn.sigmoid(visible_logits(params, zs))              # (TC, D) μ(z(t)), eq. (14)
         ell = log_A_matrix(params, batch, zs)                        # (N, TC)
-    lse = jax.nn.logsumexp(ell, axis=1)                              # (N,)
-    r = jnp.exp(ell - lse[:, None]) * mask[:, None]                  # masked responsibilities
-    s = jnp.sum(r, axis=0)                                           # (TC,) Σ_n r[n,t]
-
-    # eqs. (16a), (16b): Σ_n Σ_t r[n,t] z_β(t) (x_nj − μ_j(z(t)))
-    if config.hidden == "onehot":
-        s_states = zs.T @ s                                          # (L,) Σ_t s_t z(t)
-        model_term_w = mu_states.T * s_states[None, :]
-        model_term_a = mu_states.T @ s_states
-    else:
-        model_term_w = mu.T @ (s[:, None] * zs)
+        lse = jax.nn.logsumexp(ell, axis=1)                          # (N,)
+        r = jnp.exp(ell - lse[:, None]) * mask[:, None]              # masked responsibilities
+        s = jnp.sum(r, axis=0)                                       # (TC,) Σ_n r[n,t]
+        data_term_w = jnp.einsum("nl,nd->ld", r @ zs, batch)         # (L, D)
+        model_term_w = jnp.einsum("tl,td->ld", s[:, None] * zs, mu)
+        grad_w = (data_term_w - model_term_w).T
         model_term_a = mu.T @ s
-    grad_w = batch.T @ (r @ zs) - model_term_w
     if config.trains_visible_bias:
-        grad_a = batch.T @ mask - model_term_a
+        grad_a = mask @ batch - model_term_a
     else:
         grad_a = jnp.zeros_like(params.a)
-    # eqs. (16c), (16d), (17): Σ_t s_t (x'_j(t) − c_j) F_β(t), F = ∂ log q / ∂g
-    factor = recognition_score_factor(hidden_logits(params, xs, center), zs, config)
-    weighted = s[:, None] * factor                                   # (TC, L)
-    grad_wbar = weighted.T @ (xs - center)
+    # eqs. (16c), (16d), (17): Σ_t s_t (x'_j(t) − c_j) F_β(t), F = ∂ log q / ∂g,
+    # with g = wbar x' + (abar − wbar c) and Σ_t F(t) (x'(t) − c) = F^T x' − (Σ_t F(t)) c.
+    if hidden_logits is None:
+        g = jnp.einsum("td,ld->tl", xs, params.wbar) + (params.abar - params.wbar @ center)
+    else:
+        g = hidden_logits.reshape(zs.shape)
+    weighted = s[:, None] * recognition_score_factor(g, zs, config)  # (TC, L)
     grad_abar = jnp.sum(weighted, axis=0)
+    grad_wbar = jnp.einsum("tl,td->ld", weighted, xs) - grad_abar[:, None] * center[None, :]
 
     grads = Params(w=grad_w / n_eff, a=grad_a / n_eff, wbar=grad_wbar / n_eff,
                    abar=grad_abar / n_eff)

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 
 from ncl import diagnostics as diag
 from ncl.chain import Trajectory
-from ncl.model import ModelConfig, Params, hidden_state_index
+from ncl.model import (ModelConfig, Params, _onehot_sampling_logits, enumerate_hidden_states,
+                       hidden_state_index)
 
 Array = jax.Array
 
@@ -59,17 +60,29 @@ def empty_accumulator(config: ModelConfig) -> MonitorAccumulator:
 
 
 def accumulate(acc: MonitorAccumulator, params: Params, traj: Trajectory, center: Array,
-               config: ModelConfig) -> MonitorAccumulator:
+               config: ModelConfig, hidden_logits: Array | None = None) -> MonitorAccumulator:
     """Add one chain segment ``traj`` (``x (T, C, D)``, ``z (T, C, L)``) to ``acc``.
 
-    ``params`` must be the parameters the segment was sampled with.
+    ``params`` must be the parameters the segment was sampled with. ``hidden_logits``:
+    optionally the ``(T, C, L)`` logits ``g(x'(t))`` the chain computed
+    (:func:`ncl.chain.sample_chain_with_logits`), so they need not be recomputed.
     """
     S = config.n_states
     idx = hidden_state_index(traj.z, config)                          # (T, C)
     prev = jnp.swapaxes(idx[:-1], 0, 1).reshape(-1)                   # chain-major pairs
     nxt = jnp.swapaxes(idx[1:], 0, 1).reshape(-1)
-    log_abar = diag.log_abar_all_states(params, jnp.swapaxes(traj.x[1:], 0, 1), center,
-                                        config).reshape(-1, S)        # log Ā(x'(t), ·)
+    if hidden_logits is None:
+        log_abar = diag.log_abar_all_states(params, jnp.swapaxes(traj.x[1:], 0, 1), center,
+                                            config)                   # log Ā(x'(t), ·)
+    else:
+        g = jnp.swapaxes(hidden_logits[1:], 0, 1)                     # (C, T−1, L)
+        if config.hidden == "onehot":
+            log_abar = jax.nn.log_softmax(_onehot_sampling_logits(g, config), axis=-1)
+        else:
+            states = enumerate_hidden_states(config)
+            log_abar = (jax.nn.log_sigmoid(g) @ states.T
+                        + jax.nn.log_sigmoid(-g) @ (1.0 - states).T)
+    log_abar = log_abar.reshape(-1, S)
     log_rb_sum, rb_visits = diag.rb_log_sum_update(acc.log_rb_sum, acc.rb_visits, prev,
                                                    log_abar)
     return MonitorAccumulator(

@@ -254,6 +254,7 @@ class StepInfo(NamedTuple):
     loglik: Array
     hidden_mean: Array
     trajectory: chain_lib.Trajectory
+    hidden_logits: Array
 
 
 def train_step(state: TrainState, data: Array, batch_size: Array, config: TrainConfig,
@@ -269,17 +270,21 @@ def train_step(state: TrainState, data: Array, batch_size: Array, config: TrainC
     idx = jax.random.randint(k_batch, (n_pad,), 0, data.shape[0])
     batch = data[idx]
     mask = (jnp.arange(n_pad) < batch_size).astype(data.dtype)
-    chain_state, traj = chain_lib.sample_chain(k_chain, state.chain, state.params,
-                                               state.center, config.model,
-                                               config.chain_length, unroll=config.scan_unroll)
+    chain_state, traj, g = chain_lib.sample_chain_with_logits(
+        k_chain, state.chain, state.params, state.center, config.model, config.chain_length,
+        unroll=config.scan_unroll)
     grad_fn = gradient_function(config)
-    grads, loglik = grad_fn(state.params, traj, batch, state.center, config.model, mask)
+    if grad_fn is two_step_gradient:  # reuse the chain's hidden logits g(x'(t))
+        grads, loglik = grad_fn(state.params, traj, batch, state.center, config.model, mask,
+                                hidden_logits=g)
+    else:
+        grads, loglik = grad_fn(state.params, traj, batch, state.center, config.model, mask)
     ascent = jax.tree_util.tree_map(jnp.negative, grads)
     updates, opt_state = make_optimizer(config).update(ascent, state.opt_state, state.params)
     params = tie_parameters(optax.apply_updates(state.params, updates), config)
     new_state = state._replace(params=params, opt_state=opt_state, chain=chain_state,
                                step=state.step + 1)
-    return new_state, StepInfo(loglik, jnp.mean(traj.z, axis=(0, 1)), traj)
+    return new_state, StepInfo(loglik, jnp.mean(traj.z, axis=(0, 1)), traj, g)
 
 
 def run_epoch(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
@@ -293,7 +298,8 @@ def run_epoch(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
         params = s.params
         s, info = train_step(s, data, batch_size, config, n_pad)
         if monitoring:
-            acc = monitor_lib.accumulate(acc, params, info.trajectory, s.center, config.model)
+            acc = monitor_lib.accumulate(acc, params, info.trajectory, s.center, config.model,
+                                         hidden_logits=info.hidden_logits)
         return (s, acc), (info.loglik, info.hidden_mean)
 
     acc0 = monitor_lib.empty_accumulator(config.model) if monitoring else None

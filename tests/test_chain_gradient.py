@@ -47,6 +47,78 @@ def test_chain_double_step_joint_distribution(config):
     assert stat < chi2_quantile(dof), (stat, dof)
 
 
+def test_threefry_is_jax_threefry_and_random123_known_answer():
+    """The chain's in-loop Threefry-2x32 is bit-identical to JAX's kernel and to the
+    Random123 known-answer vector (key 0x13198a2e 0x03707344, counter 0x243f6a88 0x85a308d3)."""
+    from jax.extend.random import threefry_2x32
+    key = jnp.array([0x13198A2E, 0x03707344], jnp.uint32)
+    c0 = jnp.arange(4096, dtype=jnp.uint32) * jnp.uint32(2654435761)
+    c1 = jnp.arange(4096, dtype=jnp.uint32)[::-1]
+    a, b = C.threefry2x32(key[0], key[1], c0, c1)
+    ref = np.asarray(threefry_2x32(key, jnp.concatenate([c0, c1])))
+    np.testing.assert_array_equal(np.concatenate([a, b]), ref)
+    kat = C.threefry2x32(key[0], key[1], jnp.uint32(0x243F6A88), jnp.uint32(0x85A308D3))
+    assert [int(v) for v in kat] == [0xC4923A9C, 0x483DF7A0]
+
+
+@pytest.mark.parametrize("D", [8, 9])
+def test_visible_marginals_every_unit_even_and_odd_D(D):
+    """Each visible unit (both members of a packed pair, and the unpaired last unit for
+    odd D) has P(x'_j(1) = 1) = Σ_z Ā(x'(0), z) σ(h_j(z)): binomial test, 5 SE per unit
+    (false-alarm rate about 1e-5 over the units)."""
+    config = M.ModelConfig(n_hidden=3)
+    p = random_params(jax.random.key(4), D, 3, scale=1.5)
+    center = jnp.full((D,), 0.3)
+    x0 = (jnp.arange(D) % 3 == 0).astype(jnp.float32)
+    n = 60_000
+    keys = jax.random.split(jax.random.key(12), n)
+    run = jax.jit(jax.vmap(lambda k: C.sample_chain(k, C.init(x0), p, center, config, 2)))
+    _, traj = run(keys)
+    freq = np.asarray(traj.x[:, 1, 0]).mean(0)
+    pz = np.asarray(M.hidden_state_probs(p, x0, center, config), np.float64)
+    mu = np.asarray(jax.nn.sigmoid(M.visible_logits(p, M.enumerate_hidden_states(config))),
+                    np.float64)
+    expect = pz @ mu
+    se = np.sqrt(expect * (1 - expect) / n)
+    assert np.all(np.abs(freq - expect) < 5 * se + 1e-9), (freq, expect)
+
+
+@pytest.mark.parametrize("recognition", ["paper", "softmax"])
+def test_onehot_draw_is_right_for_extreme_hidden_logits(recognition):
+    """With every hidden logit near -1000 (sigmoid underflows to 0 in float32) the one-hot
+    draw still follows p(α) ∝ σ(g_α) (≈ e^{g_α}) or softmax(g), not a fixed state."""
+    config = M.ModelConfig(n_hidden=3, recognition=recognition)
+    g = jnp.array([[-1000.0, -1001.0, -1500.0]])
+    u = (jnp.arange(100_000, dtype=jnp.float32) + 0.5) / 100_000
+    alpha = jax.vmap(lambda ui: C._categorical(ui[None], g, config)[0])(u)
+    freq = np.bincount(np.asarray(alpha), minlength=3) / u.size
+    expect = np.asarray(jax.nn.softmax(jnp.array([0.0, -1.0, -500.0])))
+    np.testing.assert_allclose(freq, expect, atol=2e-5)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.hidden}-{c.recognition}")
+def test_chain_hidden_logits_and_their_reuse_in_the_gradient(config):
+    """sample_chain_with_logits returns g = wbar (x' − c) + abar of the visited states (same
+    samples as sample_chain), and the gradient given them equals the gradient without."""
+    D = 9
+    p = random_params(jax.random.key(5), D, config.n_hidden)
+    center = jnp.full((D,), 0.4)
+    state = C.init((jax.random.uniform(jax.random.key(6), (2, D)) < 0.5).astype(jnp.float32))
+    s1, traj, g = C.sample_chain_with_logits(jax.random.key(7), state, p, center, config, 6)
+    s2, traj2 = C.sample_chain(jax.random.key(7), state, p, center, config, 6)
+    np.testing.assert_array_equal(traj.x, traj2.x)
+    np.testing.assert_array_equal(traj.z, traj2.z)
+    np.testing.assert_array_equal(s1.x, s2.x)
+    np.testing.assert_allclose(g, M.hidden_logits(p, traj.x, center), rtol=1e-5, atol=1e-5)
+    batch = (jax.random.uniform(jax.random.key(8), (5, D)) < 0.5).astype(jnp.float32)
+    g1, ll1 = G.two_step_gradient(p, traj, batch, center, config, hidden_logits=g)
+    g0, ll0 = G.two_step_gradient(p, traj, batch, center, config)
+    chex.assert_trees_all_close(g1, g0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ll1, ll0, rtol=1e-6)
+    with pytest.raises(ValueError, match="hidden_logits"):
+        G.two_step_gradient(p, traj, batch, center, config, hidden_logits=g[:, :, :1])
+
+
 def test_chain_state_is_persistent_and_shapes():
     config = M.ModelConfig(n_hidden=4)
     p = random_params(jax.random.key(0), 7, 4)

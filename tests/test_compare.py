@@ -70,8 +70,8 @@ def test_compare_config_arms_share_the_protocol():
 def test_cli_compare_end_to_end_reduced_protocol(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--seeds", "3", "--epochs", "2", "--steps-per-epoch", "4", "-T", "8",
-            "--batch-max", "32", "--burn-in", "20", "--diag-steps", "240", "--diag-chains", "4",
-            "--rb-samples", "40", "--sample-chains", "6", "--bootstrap", "200",
+            "--batch-max", "32", "--burn-in", "20", "--diag-steps", "240", "--diag-chains", "8",
+            "--rb-samples", "80", "--sample-chains", "6", "--bootstrap", "200",
             "--cpu-devices", "1", "--out", str(out)]
     assert cli_main(argv) == 0
     printed = capsys.readouterr().out
@@ -85,9 +85,11 @@ def test_cli_compare_end_to_end_reduced_protocol(tmp_path, capsys):
         assert np.isfinite(float(r["loglik"])) and 0 <= float(r["confident"]) <= 1
         assert float(r["tau"]) >= 0 and float(r["self_transition"]) <= 1
     rbm_rows = [r for r in rows if r["arm"] == "RBM"]
-    # RBM: the log-likelihood is the exact one; sigma (RB) is ~0 (detailed balance)
+    # RBM: the log-likelihood is the exact one; sigma (RB, bias-corrected) is 0 within its
+    # error (detailed balance): 8 jackknife groups, 6 SE -> false alarm < 1e-3 per row
     assert all(float(r["loglik"]) == float(r["loglik_exact"]) for r in rbm_rows)
-    assert all(float(r["sigma"]) <= 3 * float(r["sigma_err"]) + 1e-6 for r in rbm_rows)
+    assert all(abs(float(r["sigma_bc"])) <= 6 * float(r["sigma_err"]) + 1e-6 for r in rbm_rows)
+    assert all(float(r["sigma"]) >= 0 for r in rows)
     tests = list(csv.DictReader((out / "compare_tests.csv").open()))
     assert {t["metric"] for t in tests} >= {"loglik", "sigma", "tau", "confident", "kl"}
     meta = json.loads((out / "compare.json").read_text())
@@ -105,13 +107,17 @@ def test_compare_python_api_with_all_arms(paper_data, tmp_path):
     cfg = cmp.CompareConfig(
         train=TrainConfig(epochs=6, steps_per_epoch=10, chain_length=16, batch_max=64),
         n_seeds=4, rbm_learning_rates=(0.001,), rbm_exact=True,
-        diagnostics=dg.DiagnosticsConfig(burn_in=100, n_steps=2000, n_chains=4,
-                                         rb_samples=400),
+        diagnostics=dg.DiagnosticsConfig(burn_in=100, n_steps=3200, n_chains=16,
+                                         rb_samples=1600),
         sample_chains=20, n_boot=500)
     comp = cmp.run_comparison(cfg, x, y, log=lambda m: None)
     assert len(comp.arms) == 4
     for res in comp.arms[1:]:
-        # every RBM is reversible: sigma (RB) within error of 0
-        assert np.all(res.metrics["sigma"] <= 3 * res.metrics["sigma_err"] + 1e-6)
+        # every RBM is reversible: the jackknife bias-corrected sigma (RB) is 0 within its
+        # error. (The plug-in sigma is >= 0 and biased up by O(1/samples): it came out at
+        # 2.3-3.4 SE for these RBMs.) 16 groups, 5 SE: false alarm about 2e-4 per seed
+        # (t with 15 dof), under 0.3% for the 12 checks.
+        assert np.all(np.abs(res.metrics["sigma_bc"]) <= 5 * res.metrics["sigma_err"] + 1e-6)
+        assert np.all(res.metrics["sigma"] >= 0)
     paths = cmp.write_outputs(comp, tmp_path)
     assert "RBM exact-gradient" in paths["markdown"].read_text()

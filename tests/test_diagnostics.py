@@ -144,8 +144,9 @@ def test_estimators_match_exact_tiny_system(tiny_runs, name):
                           (r.loglik_rb, r.loglik_rb_err, ex["loglik"])]:
         within(est, err, ref)
         assert 0 < err < 0.25 * abs(ref) + 1e-3
-    # RB has lower variance than counts
-    assert r.sigma_rb_err < r.sigma_counts_err
+    # (No "RB error < counts error" here: which estimator is tighter depends on rb_samples
+    # vs n_steps and on the model (binary: 8000 RB samples vs 40000 chain steps, and the
+    # counts win for some keys); the error bars' calibration is tested over repeats below.)
     # eq. (24) and currents
     np.testing.assert_allclose(r.self_transition_rb, np.trace(ex["M"]) / S, atol=0.01)
     J = ex["flux"] - ex["flux"].T
@@ -529,6 +530,19 @@ def test_error_bars_are_calibrated(tiny_runs):
         # sd of 24 draws is within ±45% of the truth with probability > 0.999
         assert 0.55 < sd / se.mean() < 1.6, (name, sd, se.mean())
         assert abs(v.mean() - ref) < NSE * sd / np.sqrt(R), (name, v.mean(), ref)
+    bc = np.array([r.sigma_rb_bc for r in runs])
+    assert abs(bc.mean() - ex["sigma"]) < NSE * bc.std(ddof=1) / np.sqrt(R)
+
+
+def test_jackknife_bias_correction_is_exact_for_a_squared_mean():
+    """For θ = (mean of G group means)², the jackknife bias-corrected estimate is the
+    unbiased U-statistic Σ_{i≠j} m_i m_j / (G(G−1)) (a closed form)."""
+    m = np.random.default_rng(0).normal(0.3, 1.0, size=(5, 7))       # 5 problems, G = 7
+    G = m.shape[-1]
+    full = m.mean(-1) ** 2
+    loo = ((m.sum(-1, keepdims=True) - m) / (G - 1)) ** 2
+    u = (m.sum(-1) ** 2 - (m ** 2).sum(-1)) / (G * (G - 1))
+    np.testing.assert_allclose(dg.jackknife_bias_corrected(full, loo), u, rtol=1e-12)
 
 
 def test_diagnose_ensemble_matches_members(tiny_runs):
