@@ -42,7 +42,8 @@ CHILD = textwrap.dedent("""
         model = ModelConfig()
     E = cfg_in["epochs"]
     # the paper's late-epoch minibatch (160) throughout: the most expensive steps
-    config = T.TrainConfig(model=model, epochs=E, batch_min=160, batch_max=160)
+    config = T.TrainConfig(model=model, epochs=E, batch_min=160, batch_max=160,
+                           **({"member_chunk": cfg_in["member_chunk"]} if cfg_in["member_chunk"] else {}))
     S = cfg_in["seeds"]
     data = jnp.asarray(T.check_data(x))
     keys = T.ensemble_keys(np.arange(S))
@@ -68,9 +69,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_case(seeds, epochs, cpu_devices, mnist10=False, mnist_dir=None):
+def run_case(seeds, epochs, cpu_devices, mnist10=False, mnist_dir=None, member_chunk=None):
     arg = json.dumps({"seeds": seeds, "epochs": epochs, "cpu_devices": cpu_devices,
-                      "mnist10": mnist10, "mnist_dir": mnist_dir})
+                      "mnist10": mnist10, "mnist_dir": mnist_dir, "member_chunk": member_chunk})
     proc = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"case seeds={seeds} failed:\n{proc.stderr[-3000:]}")
@@ -85,6 +86,8 @@ def main(argv=None):
     p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1)
     p.add_argument("--mnist10", action="store_true", help="add full-MNIST, 10 digits, L=30, 8 seeds")
     p.add_argument("--mnist-dir", default=os.environ.get("NCL_MNIST_DIR"))
+    p.add_argument("--member-chunk", type=int, default=None,
+                   help="TrainConfig.member_chunk (default: the library default)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -98,7 +101,7 @@ def main(argv=None):
           f"{'rel. to 36':>10} {'peak GiB':>9}")
     rows = []
     for S in sizes:
-        r = run_case(S, args.epochs, args.cpu_devices)
+        r = run_case(S, args.epochs, args.cpu_devices, member_chunk=args.member_chunk)
         rows.append(r)
     base = next((r for r in rows if r["seeds"] == 36), rows[0])
     for r in rows:
@@ -117,7 +120,8 @@ def main(argv=None):
     print(f"compile time: min {c.min():.2f} s, max {c.max():.2f} s over seeds {sizes}")
     out = {"cases": rows, "load_average": load}
     if args.mnist10:
-        r = run_case(8, max(1, args.epochs // 2), args.cpu_devices, True, args.mnist_dir)
+        r = run_case(8, max(1, args.epochs // 2), args.cpu_devices, True, args.mnist_dir,
+                     member_chunk=args.member_chunk)
         out["mnist10"] = r
         print(f"full MNIST, 10 digits ({r['data_rows']} images), L=30 one-hot, 8 seeds: "
               f"compile {r['compile_s']:.1f} s, {r['seed_steps_per_s']:.0f} seed-steps/s, "

@@ -118,6 +118,14 @@ def check_batch_against_data(configs, n_samples: int) -> None:
                              "(--per-digit)")
 
 
+def add_output_arguments(p: argparse.ArgumentParser, default_out: str,
+                         what: str = "a previous output") -> None:
+    """``--out``, ``--overwrite`` and ``-q/--quiet``, shared by the writing subcommands."""
+    p.add_argument("--out", default=default_out, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     from ncl.model import HIDDEN_KINDS, RECOGNITION_KINDS
     g = p.add_argument_group("ensemble and model")
@@ -676,9 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'recognition=paper,softmax L=6,10"')
     add_train_arguments(p)
     add_data_arguments(p)
-    p.add_argument("--out", default="runs/sweep", help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace a sweep saved in --out")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_output_arguments(p, "runs/sweep", "a sweep saved in --out")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("reproduce", help="the paper's experiment end to end: train the "
@@ -691,9 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="reduced protocol for smoke tests (3 seeds, 3 short epochs, short "
                         "diagnostics); explicit options still win")
-    p.add_argument("--out", default="runs/reproduce", help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace a previous output")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_output_arguments(p, "runs/reproduce")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("diagnose", help="diagnose a saved ensemble (no retraining) and "
@@ -739,12 +743,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 0.9)")
     g.add_argument("--bootstrap", type=_positive_int, default=None,
                    help="bootstrap resamples (default: 4000)")
-    p.add_argument("--out", default="runs/compare", help="output directory")
     p.add_argument("--save-runs", action="store_true",
                    help="also save every trained ensemble under OUT/runs/")
     p.add_argument("--no-figure", action="store_true", help="skip compare.png")
-    p.add_argument("--overwrite", action="store_true", help="replace a previous output")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_output_arguments(p, "runs/compare")
     p.set_defaults(func=cmd_compare)
     return parser
 

@@ -47,6 +47,7 @@ from ncl import diagnostics as dg
 from ncl import rbm as rbm_lib
 from ncl import training as training_lib
 from ncl.model import ModelConfig, Params
+from ncl.reproduce import rankdata
 from ncl.training import TrainConfig
 
 Array = jax.Array
@@ -231,7 +232,7 @@ def mann_whitney_u(a, b) -> tuple[float, float]:
     if n1 == 0 or n2 == 0:
         return float("nan"), float("nan")
     allv = np.concatenate([a, b])
-    ranks = _average_ranks(allv)
+    ranks = rankdata(allv)
     u = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
     n = n1 + n2
     _, counts = np.unique(allv, return_counts=True)
@@ -242,20 +243,6 @@ def mann_whitney_u(a, b) -> tuple[float, float]:
     z = (abs(u - n1 * n2 / 2.0) - 0.5) / math.sqrt(var)
     p = math.erfc(max(z, 0.0) / math.sqrt(2.0))
     return u, min(1.0, p)
-
-
-def _average_ranks(v: np.ndarray) -> np.ndarray:
-    order = np.argsort(v, kind="mergesort")
-    sv = v[order]
-    ranks = np.empty(v.size, np.float64)
-    i = 0
-    while i < v.size:
-        j = i
-        while j + 1 < v.size and sv[j + 1] == sv[i]:
-            j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
-        i = j + 1
-    return ranks
 
 
 def bootstrap_median_difference(a, b, n_boot: int = 4000, seed: int = 0,

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from ncl._atomic import atomic_write
+
 __all__ = [
     "MNISTFormatError",
     "MNISTChecksumError",
@@ -794,21 +796,7 @@ def build_paper_subset(
 def save_subset(subset: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
     """Write ``subset`` (from :func:`build_subset`) with ``np.savez_compressed``,
     atomically (temp file + :func:`os.replace`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **subset)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write(path, lambda fh: np.savez_compressed(fh, **subset))
 
 
 _SUBSET_KEYS = ("bits", "labels", "shape", "x_sha256", "labels_sha256")

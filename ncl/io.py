@@ -18,9 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ncl._atomic import atomic_write as _atomic_write
 from ncl.training import History, TrainConfig, TrainState, init_state
 
 FORMAT_VERSION = 2  # 2: optimiser state with an injected learning rate (ncl.sweep)
@@ -76,26 +75,6 @@ def _jaxlib_version():
         return jaxlib.__version__
     except Exception:  # pragma: no cover
         return None
-
-
-def _atomic_write(path: Path, write_fn) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _leaf_to_numpy(leaf) -> np.ndarray:

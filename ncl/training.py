@@ -67,6 +67,14 @@ class TrainConfig:
       monitor: record σ and the precise log-likelihood at every epoch from the training
         chain's samples (:mod:`ncl.monitor`; models with at most 64 hidden states).
       scan_unroll: unroll factor of the chain's ``lax.scan`` (speed only).
+      member_chunk: an ensemble larger than this runs each epoch over chunks of at most
+        this many members in turn (``lax.scan`` over chunks of the vmapped epoch, members
+        interleaved so that every chunk is spread evenly over the devices), which caps
+        the memory of the per-step intermediates (minibatch, trajectory, gradient terms,
+        about 5 MB per member at the paper's sizes) whatever the ensemble size. Memory
+        and speed only: members are independent, so results agree with an unchunked run
+        to float32 round-off. The chunk count is the smallest divisor of the member
+        count per device that respects the cap.
     """
 
     model: ModelConfig = ModelConfig()
@@ -85,6 +93,7 @@ class TrainConfig:
     batch_buckets: int = 4
     monitor: bool = True
     scan_unroll: int = 1
+    member_chunk: int = 256
 
     def __post_init__(self):
         if isinstance(self.model, dict):  # convenience: TrainConfig(model={...})
@@ -92,7 +101,7 @@ class TrainConfig:
         if not isinstance(self.model, ModelConfig):
             raise TypeError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         for name in ("chain_length", "n_chains", "epochs", "steps_per_epoch", "batch_min",
-                     "batch_max", "batch_buckets", "scan_unroll"):
+                     "batch_max", "batch_buckets", "scan_unroll", "member_chunk"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an integer, got {value!r}")
@@ -341,6 +350,46 @@ def epoch_segments(config: TrainConfig, start_epoch: int = 0,
     return segments
 
 
+def member_chunks(n_members: int, member_chunk: int, n_devices: int = 1) -> int:
+    """Number of member chunks an epoch of ``n_members`` runs in (see
+    ``TrainConfig.member_chunk``): the smallest divisor ``n`` of ``n_members / n_devices``
+    with ``n_members / n <= member_chunk`` (1 when the ensemble fits in one chunk)."""
+    if n_members <= member_chunk:
+        return 1
+    per_device = n_members // n_devices if n_members % n_devices == 0 else n_members
+    for n in range(1, per_device + 1):
+        if per_device % n == 0 and n_members // n <= member_chunk:
+            return n
+    return per_device
+
+
+def _member_chunked(vmapped_epoch, member_chunk: int, n_devices: int):
+    """Run ``vmapped_epoch(state, data, epoch)`` (members on axis 0) chunk by chunk.
+
+    Member ``m`` goes to chunk ``m % n`` (an interleaved split): with the member axis
+    sharded in contiguous blocks over devices, every chunk is spread evenly over all
+    devices and the scan over chunks runs along an unsharded axis.
+    """
+    def run(state, data, epoch):
+        M = jax.tree_util.tree_leaves(state)[0].shape[0]
+        n = member_chunks(M, member_chunk, n_devices)
+        if n == 1:
+            return vmapped_epoch(state, data, epoch)
+
+        def split(a):  # (M, ...) -> (n, M/n, ...), chunk c = members c, c+n, c+2n, ...
+            return jnp.swapaxes(a.reshape((M // n, n) + a.shape[1:]), 0, 1)
+
+        def merge(a):  # inverse of split
+            return jnp.swapaxes(a, 0, 1).reshape((M,) + a.shape[2:])
+
+        def body(_, chunk_state):
+            return None, vmapped_epoch(chunk_state, data, epoch)
+
+        _, out = jax.lax.scan(body, None, jax.tree_util.tree_map(split, state))
+        return jax.tree_util.tree_map(merge, out)
+    return run
+
+
 def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progress,
                 mesh=None, n_members=None, checkpoint=None):
     from jax.sharding import NamedSharding, PartitionSpec
@@ -356,7 +405,9 @@ def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progr
     for lo, hi, n_pad in epoch_segments(config, start_epoch, stop_epoch):
         epoch_fn = functools.partial(run_epoch, config=config, n_pad=n_pad)
         if member_axis:
-            epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
+            epoch_fn = _member_chunked(jax.vmap(epoch_fn, in_axes=(0, None, None)),
+                                       config.member_chunk,
+                                       1 if mesh is None else mesh.devices.size)
 
         def body(s, epoch, epoch_fn=epoch_fn):
             s, row = epoch_fn(s, data, epoch)

@@ -14,7 +14,7 @@ import textwrap
 from tests.conftest import REPO
 
 SCRIPT = textwrap.dedent("""
-    import json, jax
+    import dataclasses, json, jax
     jax.config.update("jax_num_cpu_devices", 4)
     import numpy as np
     from ncl.data import load_paper_data
@@ -26,6 +26,9 @@ SCRIPT = textwrap.dedent("""
     s1, h1 = train_ensemble(range(6), x, cfg, devices=1)
     s4, h4 = train_ensemble(range(6), x, cfg, devices=4,
                             progress=lambda e, r: rows.append(np.asarray(r.loglik).shape[0]))
+    crows = []
+    s4c, h4c = train_ensemble(range(6), x, dataclasses.replace(cfg, member_chunk=4), devices=4,
+                              progress=lambda e, r: crows.append(np.asarray(r.loglik).shape[0]))
     st = init_ensemble_state(range(6), x, cfg)
     a, _ = continue_training(st, x, cfg, 0, 2, devices=4)
     b, _ = continue_training(a, x, cfg, 2, devices=3)
@@ -38,6 +41,10 @@ SCRIPT = textwrap.dedent("""
         "ll_maxdiff": float(np.abs(np.asarray(h1.loglik) - np.asarray(h4.loglik)).max()),
         "resumed_chain_equal": bool(np.array_equal(b.chain.x, s1.chain.x)),
         "progress_rows": rows,
+        "chunked_progress_rows": crows,
+        "chunked_chain_equal": bool(np.array_equal(s1.chain.x, s4c.chain.x)),
+        "chunked_w_maxdiff": float(np.abs(np.asarray(s1.params.w) - np.asarray(s4c.params.w)).max()),
+        "chunked_sharded_over": len(s4c.params.w.sharding.device_set),
         "shape": list(s4.params.w.shape),
     }
     print("RESULT" + json.dumps(out))
@@ -56,4 +63,7 @@ def test_sharded_over_four_cpu_devices_equals_single_device():
     assert r["chain_equal"] and r["resumed_chain_equal"]
     assert r["w_maxdiff"] < 5e-3 and r["wbar_maxdiff"] < 5e-3
     assert r["ll_maxdiff"] < 1e-3
+    # member chunking (8 padded members in 2 interleaved chunks of 4) on the sharded path
+    assert r["chunked_chain_equal"] and r["chunked_w_maxdiff"] < 5e-3
+    assert r["chunked_progress_rows"] == [6, 6, 6, 6] and r["chunked_sharded_over"] == 4
     assert "rematerialization" not in proc.stderr
