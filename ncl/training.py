@@ -521,8 +521,11 @@ def ensemble_keys(seeds: Sequence[int] | Array) -> Array:
 
 
 def _resolve_devices(devices) -> list:
+    """``None``: every device of the run: all local devices, or, in a multi-process run
+    (``jax.distributed.initialize`` called, ``jax.process_count() > 1``), all devices of
+    all processes. An int: that many local devices. Else the given device list."""
     if devices is None:
-        return list(jax.local_devices())
+        return list(jax.devices() if jax.process_count() > 1 else jax.local_devices())
     if isinstance(devices, (int, np.integer)):
         available = jax.local_devices()
         if not 1 <= devices <= len(available):
@@ -533,6 +536,24 @@ def _resolve_devices(devices) -> list:
     if not devices:
         raise ValueError("devices must not be empty")
     return devices
+
+
+def _to_host_tree(tree):
+    """Typed PRNG keys -> their uint32 key data, everything as NumPy (a pytree that any
+    process can place onto a global sharding); returns ``(tree, key_impls)``."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    impls = [jax.random.key_impl(a) if (hasattr(a, "dtype") and jnp.issubdtype(
+        a.dtype, jax.dtypes.prng_key)) else None for a in leaves]
+    leaves = [np.asarray(jax.random.key_data(a)) if impl is not None else np.asarray(a)
+              for a, impl in zip(leaves, impls)]
+    return jax.tree_util.tree_unflatten(treedef, leaves), impls
+
+
+def _wrap_keys(tree, impls):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    leaves = [jax.random.wrap_key_data(a, impl=impl) if impl is not None else a
+              for a, impl in zip(leaves, impls)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _run_sharded(make_fn, members, data, devices):
@@ -551,10 +572,29 @@ def _run_sharded(make_fn, members, data, devices):
         members = jax.tree_util.tree_map(
             lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), members)
     mesh = Mesh(np.asarray(devices), ("seeds",))
-    members = jax.device_put(members, NamedSharding(mesh, PartitionSpec("seeds")))
-    data = jax.device_put(data, NamedSharding(mesh, PartitionSpec()))
+    multi_process = any(d.process_index != jax.process_index() for d in devices)
+    if not multi_process:
+        members = jax.device_put(members, NamedSharding(mesh, PartitionSpec("seeds")))
+        data = jax.device_put(data, NamedSharding(mesh, PartitionSpec()))
+        out = make_fn(mesh, n)(members, data)
+        return jax.tree_util.tree_map(lambda a: a[:n], out) if pad else out
+    # Several processes (jax.distributed): every process holds the same host values and
+    # places them onto the global mesh (each keeps its own devices' part); the results
+    # are gathered so that every process returns the whole ensemble.
+    from jax.experimental import multihost_utils
+    host_members, impls = _to_host_tree(members)
+    members = _wrap_keys(jax.device_put(host_members,
+                                        NamedSharding(mesh, PartitionSpec("seeds"))), impls)
+    data = jax.device_put(np.asarray(data), NamedSharding(mesh, PartitionSpec()))
     out = make_fn(mesh, n)(members, data)
-    return jax.tree_util.tree_map(lambda a: a[:n], out) if pad else out
+    leaves, treedef = jax.tree_util.tree_flatten(out)
+    impls = [jax.random.key_impl(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else None
+             for a in leaves]
+    raw = [jax.random.key_data(a) if impl is not None else a for a, impl in zip(leaves, impls)]
+    gathered = multihost_utils.process_allgather(raw, tiled=True)
+    leaves = [jax.random.wrap_key_data(jnp.asarray(g[:n]), impl=impl) if impl is not None
+              else jnp.asarray(g[:n]) for g, impl in zip(gathered, impls)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
@@ -569,9 +609,14 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
       config: :class:`TrainConfig`, shared by all members.
       progress: optional ``progress(epoch, history_row)``; the row's fields carry a
         leading ``(S,)`` member axis.
-      devices: where to run: ``None`` (all local devices), a count, or a list of devices.
-        With several devices the seed axis is sharded over a one-axis mesh; the result
-        equals the single-device run up to float32 round-off (see ``tests/test_sharding.py``).
+      devices: where to run: ``None`` (all local devices; in a multi-process run started
+        with ``jax.distributed.initialize``, all devices of all processes), a count of
+        local devices, or a list of devices. With several devices the seed axis is
+        sharded over a one-axis mesh; the result equals the single-device run up to
+        float32 round-off (see ``tests/test_sharding.py``). Across processes every
+        process must call this with the same arguments, every process gets the whole
+        ensemble back, and ``progress``/``checkpoint`` run in one process only (the one
+        holding the mesh's first device); ``tests/test_multihost.py`` runs 2 processes.
       checkpoint: optional ``(every, save)``: ``save(epoch, history_row, state)`` is called
         on the host from inside the program after every ``every``-th epoch and the last
         one, with that epoch's history row and the ensemble state after it (resume with
