@@ -721,7 +721,8 @@ class Diagnostics(NamedTuple):
         ``sigma_rb_bc`` removes that first-order bias (it can be negative) and is the
         quantity to test against 0 (``|sigma_rb_bc| ≲ 3·sigma_rb_err``).
       tau_counts, tau_counts_err, tau_rb, tau_rb_err: eq. (23) from each M.
-      self_transition_counts, self_transition_rb: eq. (24), ``Tr(M)/S``.
+      self_transition_counts, self_transition_rb: eq. (24), ``Tr(M)/S`` (with ``*_err``,
+        jackknife over the chains / RB batches).
       currents_counts, currents_rb: ``(S, S)`` antisymmetric probability currents.
       loglik, loglik_err: eqs. (5)/(7) with ``p_bar``, over the whole data set.
       loglik_rb, loglik_rb_err: the same with ``p_bar_rb``.
@@ -753,7 +754,9 @@ class Diagnostics(NamedTuple):
     tau_rb: np.ndarray
     tau_rb_err: np.ndarray
     self_transition_counts: np.ndarray
+    self_transition_counts_err: np.ndarray
     self_transition_rb: np.ndarray
+    self_transition_rb_err: np.ndarray
     currents_counts: np.ndarray
     currents_rb: np.ndarray
     loglik: np.ndarray
@@ -778,7 +781,7 @@ class Diagnostics(NamedTuple):
         keys = ("sigma_counts", "sigma_counts_err", "sigma_rb", "sigma_rb_err", "sigma_rb_bc",
                 "tau_counts",
                 "tau_counts_err", "tau_rb", "tau_rb_err", "self_transition_counts",
-                "self_transition_rb", "loglik", "loglik_err", "loglik_rb", "loglik_rb_err",
+                "self_transition_counts_err", "self_transition_rb", "self_transition_rb_err", "loglik", "loglik_err", "loglik_rb", "loglik_rb_err",
                 "kl", "kl_err", "kl_soft", "kl_soft_err")
         out = {}
         for k in keys:
@@ -845,7 +848,8 @@ def _core(key, params, center, data, p_data, classifier, config: ModelConfig,
         ll_c_all=ll[:C + 1], ll_rb_all=ll[C + 1:],
         cur_c=probability_currents(p_all[0], M_all[0]),
         cur_rb=probability_currents_from_log(lp_rb_all[0], lM_all[0]),
-        st_c=mean_self_transition(M_all[0]), st_rb=mean_self_transition(jnp.exp(lM_all[0])))
+        st_c_all=jax.vmap(mean_self_transition)(M_all),
+        st_rb_all=jax.vmap(mean_self_transition)(jnp.exp(lM_all)))
     if classifier is not None:
         K = classifier.b.shape[-1]
         cls_probs = cls_sums / (G * per)                                   # (S, K)
@@ -899,6 +903,8 @@ def _finalize(out: dict, classifier, p_data, dcfg: DiagnosticsConfig) -> Diagnos
     ll_rb, ll_rb_err = scal("ll_rb_all")
     tau_c_all = np.moveaxis(decorrelation_time(o["M_all"]), lead, -1)
     tau_rb_all = np.moveaxis(decorrelation_time_from_log(o["lM_all"]), lead, -1)
+    st_c, st_c_err = scal("st_c_all")
+    st_rb, st_rb_err = scal("st_rb_all")
     tau_c, tau_c_err = est(tau_c_all)
     tau_rb, tau_rb_err = est(tau_rb_all)
 
@@ -913,8 +919,9 @@ def _finalize(out: dict, classifier, p_data, dcfg: DiagnosticsConfig) -> Diagnos
         log_M_rb=first("lM_all"), p_bar_rb=np.exp(first("lp_rb_all")),
         sigma_counts=sig_c, sigma_counts_err=sig_c_err, sigma_rb=sig_rb,
         sigma_rb_err=sig_rb_err, sigma_rb_bc=sig_rb_bc, tau_counts=tau_c, tau_counts_err=tau_c_err, tau_rb=tau_rb,
-        tau_rb_err=tau_rb_err, self_transition_counts=o["st_c"],
-        self_transition_rb=o["st_rb"], currents_counts=o["cur_c"], currents_rb=o["cur_rb"],
+        tau_rb_err=tau_rb_err, self_transition_counts=st_c,
+        self_transition_counts_err=st_c_err, self_transition_rb=st_rb,
+        self_transition_rb_err=st_rb_err, currents_counts=o["cur_c"], currents_rb=o["cur_rb"],
         loglik=ll_c, loglik_err=ll_c_err, loglik_rb=ll_rb, loglik_rb_err=ll_rb_err,
         n_steps=dcfg.steps_per_chain * dcfg.n_chains, n_chains=dcfg.n_chains,
         rb_samples=dcfg.rb_per_group * dcfg.n_chains)

@@ -842,12 +842,15 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
     fig = plots.figure4(
         sig, kl if kl is not None else np.full(sig.shape, np.nan), tau, st_c,
         sigma_err=sig_err, kl_err=A.get("diag_kl_err"), tau_err=tau_err,
-        self_transition_err=self_transition_err_counts(A["diag_transition_counts"]),
+        self_transition_err=(A["diag_self_transition_counts_err"]
+                             if "diag_self_transition_counts_err" in A
+                             else self_transition_err_counts(A["diag_transition_counts"])),
         self_transition_alt=st_rb, alt_label="Tr(M)/L, Rao–Blackwellised M",
         n_hidden=L, estimator=estimator, regimes=regimes, regime_names=REGIME_SHORT,
         caption=("(a) KL of eq. (22), P_e floored at 1e-3 (values below 1e-6 drawn at 1e-6); (b) τ = −1/ln|λ₂| of the "
-                 f"{name} M; (c) dots: count estimate of Tr(M)/L with multinomial error "
-                 "bars, crosses: Rao–Blackwellised M; dashed: 1/L. Error bars: jackknife "
+                 f"{name} M; (c) dots: count estimate of Tr(M)/L with "
+                 f"{'jackknife' if 'diag_self_transition_counts_err' in A else 'multinomial'} "
+                 "error bars, crosses: Rao–Blackwellised M; dashed: 1/L. Error bars: jackknife "
                  "over chains / RB batches."))
     paths += plots.save_figure(fig, out_dir / "fig4", formats)
     dt = time.perf_counter() - t0

@@ -149,6 +149,8 @@ def test_estimators_match_exact_tiny_system(tiny_runs, name):
     # counts win for some keys); the error bars' calibration is tested over repeats below.)
     # eq. (24) and currents
     np.testing.assert_allclose(r.self_transition_rb, np.trace(ex["M"]) / S, atol=0.01)
+    within(r.self_transition_counts, r.self_transition_counts_err, np.trace(ex["M"]) / S)
+    within(r.self_transition_rb, r.self_transition_rb_err, np.trace(ex["M"]) / S)
     J = ex["flux"] - ex["flux"].T
     np.testing.assert_allclose(r.currents_rb, J, atol=0.005)
     np.testing.assert_allclose(r.currents_counts, J, atol=0.01)
@@ -523,7 +525,9 @@ def test_error_bars_are_calibrated(tiny_runs):
             for k in jax.random.split(jax.random.key(100), R)]
     for name, ref in [("sigma_counts", ex["sigma"]), ("sigma_rb", ex["sigma"]),
                       ("tau_counts", ex["tau"]), ("tau_rb", ex["tau"]),
-                      ("loglik", ex["loglik"]), ("loglik_rb", ex["loglik"])]:
+                      ("loglik", ex["loglik"]), ("loglik_rb", ex["loglik"]),
+                      ("self_transition_counts", np.trace(ex["M"]) / cfg.n_states),
+                      ("self_transition_rb", np.trace(ex["M"]) / cfg.n_states)]:
         v = np.array([getattr(r, name) for r in runs])
         se = np.array([getattr(r, name + "_err") for r in runs])
         sd = v.std(ddof=1)
