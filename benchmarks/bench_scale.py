@@ -35,7 +35,7 @@ CHILD = textwrap.dedent("""
         from ncl.data import binarize, load_mnist
         images, _ = load_mnist("train", directory=cfg_in["mnist_dir"], download=False)
         x = binarize(images)
-        model = ModelConfig(n_hidden=30)
+        model = ModelConfig(**cfg_in.get("model", {"n_hidden": 30}))
     else:
         from ncl.data import load_paper_data
         x, _ = load_paper_data()
@@ -69,9 +69,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_case(seeds, epochs, cpu_devices, mnist10=False, mnist_dir=None, member_chunk=None):
+def run_case(seeds, epochs, cpu_devices, mnist10=False, mnist_dir=None, member_chunk=None,
+             model=None):
     arg = json.dumps({"seeds": seeds, "epochs": epochs, "cpu_devices": cpu_devices,
-                      "mnist10": mnist10, "mnist_dir": mnist_dir, "member_chunk": member_chunk})
+                      "mnist10": mnist10, "mnist_dir": mnist_dir, "member_chunk": member_chunk,
+                      **({"model": model} if model else {})})
     proc = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"case seeds={seeds} failed:\n{proc.stderr[-3000:]}")
@@ -85,6 +87,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1)
     p.add_argument("--mnist10", action="store_true", help="add full-MNIST, 10 digits, L=30, 8 seeds")
+    p.add_argument("--large-latent", action="store_true",
+                   help="with --mnist10: also L=64 one-hot and 16 binary hidden units")
     p.add_argument("--mnist-dir", default=os.environ.get("NCL_MNIST_DIR"))
     p.add_argument("--member-chunk", type=int, default=None,
                    help="TrainConfig.member_chunk (default: the library default)")
@@ -126,6 +130,15 @@ def main(argv=None):
         print(f"full MNIST, 10 digits ({r['data_rows']} images), L=30 one-hot, 8 seeds: "
               f"compile {r['compile_s']:.1f} s, {r['seed_steps_per_s']:.0f} seed-steps/s, "
               f"peak {r['peak_rss_gib']:.2f} GiB, finite {r['finite']}")
+        if args.large_latent:
+            for label, model in (("L=64 one-hot", {"n_hidden": 64}),
+                                 ("16 binary units", {"n_hidden": 16, "hidden": "binary"})):
+                r = run_case(8, max(1, args.epochs // 2), args.cpu_devices, True,
+                             args.mnist_dir, member_chunk=args.member_chunk, model=model)
+                out[f"mnist10 {label}"] = r
+                print(f"full MNIST, 10 digits, {label}, 8 seeds: compile "
+                      f"{r['compile_s']:.1f} s, {r['seed_steps_per_s']:.0f} seed-steps/s, "
+                      f"peak {r['peak_rss_gib']:.2f} GiB, finite {r['finite']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
