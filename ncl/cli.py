@@ -165,11 +165,48 @@ def add_device_arguments(p: argparse.ArgumentParser) -> None:
                         "device to float32 round-off)")
 
 
-def configure_cpu_devices(n: int | None) -> int:
+def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "multi-process (jax.distributed)",
+        "run the same command once per process (e.g. once per host); the seed axis is "
+        "sharded over the devices of all processes, process 0 prints and writes the run")
+    g.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="address of process 0's coordinator service (default: single process)")
+    g.add_argument("--num-processes", type=_positive_int, default=None,
+                   help="number of processes taking part")
+    g.add_argument("--process-id", type=int, default=None,
+                   help="this process's index, 0 .. num-processes - 1")
+
+
+def configure_distributed(args) -> int:
+    """``jax.distributed.initialize`` from ``--coordinator/--num-processes/--process-id``
+    (all three or none; CPU collectives over Gloo). Returns this process's index."""
+    given = [getattr(args, k, None) is not None
+             for k in ("coordinator", "num_processes", "process_id")]
+    if not any(given):
+        return 0
+    if not all(given):
+        raise UsageError("--coordinator, --num-processes and --process-id go together; "
+                         "give all three (or none for a single process)")
+    if not 0 <= args.process_id < args.num_processes:
+        raise UsageError(f"--process-id must be in 0 .. {args.num_processes - 1} "
+                         f"(--num-processes {args.num_processes}), got {args.process_id}")
+    if ":" not in args.coordinator:
+        raise UsageError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
+    return jax.process_index()
+
+
+def configure_cpu_devices(n: int | None, start: bool = True) -> int:
     """Ask JAX for ``n`` CPU devices (default: the core count) before it starts.
 
     Returns the number in effect; when JAX's backends are already running (e.g. the CLI
-    called from a Python session) the setting cannot change and is left alone.
+    called from a Python session) the setting cannot change and is left alone. With
+    ``start=False`` JAX is not started (``jax.distributed.initialize`` must come first) and
+    the requested number is returned.
     """
     import os
 
@@ -179,7 +216,7 @@ def configure_cpu_devices(n: int | None) -> int:
         jax.config.update("jax_num_cpu_devices", int(n))
     except RuntimeError:
         pass
-    return len(jax.local_devices())
+    return len(jax.local_devices()) if start else int(n)
 
 
 def config_from_args(args):
@@ -341,7 +378,12 @@ def cmd_train(args) -> int:
             and not args.overwrite:
         raise UsageError(f"{out} already holds a run; choose another --out, pass --overwrite, "
                          f"or continue it with --resume {out}")
-    n_dev = configure_cpu_devices(args.cpu_devices)
+    configure_cpu_devices(args.cpu_devices, start=False)
+    if configure_distributed(args) != 0:
+        log = lambda *a: None  # noqa: E731  (process 0 prints and writes)
+        args.quiet = True
+    import jax
+    n_dev = jax.local_device_count()
     x, _, info = load_data_from_args(args)
     check_batch_against_data([config], x.shape[0])
     info["sha256"] = _data_digest(x)
@@ -359,7 +401,10 @@ def _resume_train(args, log) -> int:
                          "an interrupted `ncl train`")
     run = io.load_checkpoint(out)
     extra = dict(run.meta.get("extra", {}))
-    configure_cpu_devices(args.cpu_devices or extra.get("cpu_devices"))
+    configure_cpu_devices(args.cpu_devices or extra.get("cpu_devices"), start=False)
+    if configure_distributed(args) != 0:
+        log = lambda *a: None  # noqa: E731  (process 0 prints and writes)
+        args.quiet = True
     info = run.meta["data"]
     if info.get("source", "").startswith("bundled"):
         x, _ = data_lib.load_paper_data()
@@ -401,7 +446,10 @@ def _run_training(out, config, seeds, x, info, extra, start, state, prior, args,
                             for a, b in zip(prior, rest)))
     jax.block_until_ready(state)
     wall = time.perf_counter() - t0
-    extra = dict(extra, train_wall_seconds=wall + extra.get("train_wall_seconds", 0.0))
+    if jax.process_index() != 0:  # multi-process: process 0 writes the run
+        return 0
+    extra = dict(extra, train_wall_seconds=wall + extra.get("train_wall_seconds", 0.0),
+                 processes=jax.process_count())
     io.save_run(out, state, history, config, seeds=seeds, data_info=info, extra=extra)
     (out / io.CHECKPOINT_FILE).unlink(missing_ok=True)
     log(_summary_table(history, seeds))
@@ -665,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     add_train_arguments(p)
     add_data_arguments(p)
+    add_distributed_arguments(p)
     p.add_argument("--out", default="runs/train", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace a run saved in --out")
     p.add_argument("--checkpoint-every", type=_positive_int, default=10,

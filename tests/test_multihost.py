@@ -74,3 +74,52 @@ def test_two_processes_with_jax_distributed_equal_single_device():
     # host callbacks (progress, checkpoints) run once per epoch, in one process only
     # (the one holding the mesh's first device): one writer, no duplicated lines
     assert sorted(r["progress_epochs"] for r in results) == [[], [0, 1, 2]]
+
+
+@pytest.mark.slow
+def test_cli_train_over_two_processes_writes_one_run(tmp_path):
+    """`ncl train --coordinator ... --num-processes 2 --process-id i` in two processes
+    writes one run (process 0) equal to the single-process run."""
+    import numpy as np
+
+    from ncl import io
+    common = ["--seeds", "3", "--epochs", "2", "--steps-per-epoch", "3", "-T", "6",
+              "--batch-min", "8", "--batch-max", "24", "--checkpoint-every", "1", "-q"]
+    port = str(_free_port())
+    out = tmp_path / "mp"
+    procs = [subprocess.Popen([sys.executable, "-m", "ncl.cli", "train", *common,
+                               "--cpu-devices", "2", "--coordinator", f"localhost:{port}",
+                               "--num-processes", "2", "--process-id", str(i),
+                               "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    single = tmp_path / "one"
+    r = subprocess.run([sys.executable, "-m", "ncl.cli", "train", *common, "--cpu-devices", "1",
+                        "--out", str(single)], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = io.load_run(out), io.load_run(single)
+    assert not (out / io.CHECKPOINT_FILE).exists()
+    assert a.meta["extra"]["processes"] == 2
+    np.testing.assert_array_equal(np.asarray(a.state.chain.x), np.asarray(b.state.chain.x))
+    np.testing.assert_allclose(np.asarray(a.state.params.w), np.asarray(b.state.params.w),
+                               atol=5e-3)
+    np.testing.assert_allclose(np.asarray(a.history.loglik), np.asarray(b.history.loglik),
+                               atol=1e-3)
+
+
+def test_cli_multiprocess_options_are_validated(tmp_path):
+    from ncl.cli import main as cli_main
+    base = ["train", "--seeds", "2", "--epochs", "1", "--out", str(tmp_path / "x")]
+    assert cli_main(base + ["--coordinator", "localhost:1234"]) == 2
+    assert cli_main(base + ["--coordinator", "localhost:1234", "--num-processes", "2",
+                            "--process-id", "2"]) == 2
+    assert cli_main(base + ["--coordinator", "nohostport", "--num-processes", "2",
+                            "--process-id", "0"]) == 2
