@@ -701,6 +701,11 @@ def metrics_rows(arrays: dict, regimes) -> list[dict]:
              "trM_over_L_rb": _f(g("self_transition_rb")[i])}
         for k in ("kl", "kl_err", "kl_soft", "kl_soft_err"):
             r[k] = _f(g(k)[i]) if g(k) is not None else "nan"
+        # newer fields (absent from diagnostics files written before them)
+        for col, k in (("sigma_rb_bc", "sigma_rb_bc"),
+                       ("trM_over_L_counts_err", "self_transition_counts_err"),
+                       ("trM_over_L_rb_err", "self_transition_rb_err")):
+            r[col] = _f(g(k)[i]) if g(k) is not None else "nan"
         for a in range(L):
             r[f"p_bar_{a}"] = _f(p_bar[i, a], 4)
         ud = g("unit_digit")

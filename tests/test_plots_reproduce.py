@@ -180,8 +180,10 @@ def test_reproduce_quick_writes_every_output(quick_reproduction):
     for r in rows:
         for k in ("loglik", "loglik_err", "loglik_onthefly", "sigma_rb", "sigma_rb_err",
                   "sigma_counts", "sigma_counts_err", "tau_rb", "tau_rb_err", "tau_counts",
-                  "trM_over_L_counts", "kl", "kl_err", "kl_soft"):
+                  "trM_over_L_counts", "kl", "kl_err", "kl_soft", "sigma_rb_bc",
+                  "trM_over_L_counts_err", "trM_over_L_rb_err"):
             float(r[k])  # parseable ("inf"/"nan" allowed)
+        assert math.isfinite(float(r["sigma_rb_bc"])) and float(r["trM_over_L_rb_err"]) >= 0
         assert math.isfinite(float(r["loglik"])) and float(r["loglik"]) < 0
         p = [float(r[f"p_bar_{a}"]) for a in range(6)]
         assert sum(p) == pytest.approx(1.0, abs=1e-3)
