@@ -174,6 +174,16 @@ def test_init_params_follows_app_A1(paper_data):
     for a in range(6):
         assert np.abs(m[:, a] - data_mean).max() < 0.15
     assert np.abs(m[:, 0] - m[:, 1]).max() > 1e-3  # different subsets per unit
+    # independent recomputation: draw each unit's subset D(α) with the same keys, count
+    # its on-pixels by indexing (NumPy, float64) -> the same w bit for bit
+    keys = jax.random.split(jax.random.key(0), 6)
+    for a in range(6):
+        idx = np.asarray(jax.random.choice(keys[a], x.shape[0], (n,), replace=False))
+        assert len(set(idx.tolist())) == n                   # without replacement
+        on = np.asarray(x, np.float64)[idx].sum(0)
+        mm = (on + 0.5) / (n + 1.0)
+        want = (np.log(mm) - np.log1p(-mm)).astype(np.float32)
+        np.testing.assert_allclose(np.asarray(p.w[:, a]), want, rtol=1e-6, atol=1e-6)
 
 
 def test_config_validation():
