@@ -49,6 +49,7 @@ def test_config_defaults_are_the_papers():
     (dict(chain_length=0), "chain_length"), (dict(epochs=0), "epochs"),
     (dict(learning_rate=0.0), "learning_rate"), (dict(learning_rate=float("nan")), "learning_rate"),
     (dict(batch_min=50, batch_max=20), "batch_min"), (dict(gradient="magic"), "gradient"),
+    (dict(member_chunk=0), "member_chunk"),
 ])
 def test_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
