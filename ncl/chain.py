@@ -9,7 +9,7 @@ Speed without approximation:
 
 * Every Bernoulli draw compares 32 uniform random bits with an integer threshold
   (:func:`ncl.model.bernoulli_thresholds`), which is exact to ``2**-32``; the one-hot
-  hidden draw is an inverse-CDF draw (:func:`ncl.model.categorical_from_uniform`'s rule)
+  hidden draw is an inverse-CDF draw (:func:`ncl.model.categorical_from_uniform`)
   resolved to ``2**-24``.
 * The random bits are Threefry-2x32 (20 rounds, the generator behind JAX's default
   PRNG) in counter mode, written out unrolled so that XLA fuses it with its consumer:
@@ -40,14 +40,14 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from ncl.model import (ModelConfig, Params, bernoulli_thresholds, check_params,
-                       uniform_from_bits, visible_logits)
+from ncl.model import (ModelConfig, Params, _onehot_sampling_logits, bernoulli_thresholds,
+                       categorical_from_uniform, check_params, uniform_from_bits,
+                       visible_logits)
 
 Array = jax.Array
 
 _U32 = jnp.uint32
 _STREAM_VISIBLE, _STREAM_HIDDEN = 0, 1
-_UNROLLED_CDF_MAX = 32  # categorical draws over at most this many states add in unrolled form
 
 
 class ChainState(NamedTuple):
@@ -172,28 +172,6 @@ def _draw_pairs(kw: Array, t: Array, t1: Array, t2: Array, f1: Array, f2: Array)
 
 # ----------------------------------------------------------------------------- steps
 
-def _categorical(u: Array, g: Array, config: ModelConfig) -> Array:
-    """Inverse-CDF draw of the one-hot state: ``P(α) ∝ σ(g_α)`` (eq. 19) or ``∝ exp g_α``.
-
-    ``u (C,)`` uniform in [0, 1), ``g (C, L)`` → ``α (C,)`` int32. Same rule as
-    :func:`ncl.model.categorical_from_uniform` on the corresponding log-weights.
-    """
-    # log-weights shifted by their maximum, so that the largest weight is 1 whatever the
-    # scale of g (sigmoid(g) itself underflows to 0 for every state when all g < -88)
-    lw = g if config.recognition == "softmax" else jax.nn.log_sigmoid(g)
-    w = jnp.exp(lw - jnp.max(lw, axis=-1, keepdims=True))
-    L = w.shape[-1]
-    if L <= _UNROLLED_CDF_MAX:
-        parts = [w[..., 0]]
-        for k in range(1, L):
-            parts.append(parts[-1] + w[..., k])
-        cdf = jnp.stack(parts, axis=-1)
-    else:
-        cdf = jnp.cumsum(w, axis=-1)
-    below = cdf[..., :-1] <= (u * cdf[..., -1])[..., None]
-    return jnp.sum(below.astype(jnp.int32), axis=-1)
-
-
 def _scan(key: Array, x0: Array, params: Params, center: Array, config: ModelConfig,
           n_steps: int, unroll: int):
     """Run the chain; returns packed ``x'(T)``, packed ``x'(t)`` ``(C, T, H)``, ``z(t)`` (or
@@ -216,7 +194,7 @@ def _scan(key: Array, x0: Array, params: Params, center: Array, config: ModelCon
         def step_fn(packed, t):
             g = hidden_logits_of(packed)
             u = uniform_from_bits(_words(kw, t, _STREAM_HIDDEN, (C,)))
-            alpha = _categorical(u, g, config)                         # (C,)
+            alpha = categorical_from_uniform(u, _onehot_sampling_logits(g, config))
             return _draw_pairs(kw, t, *(tab[alpha] for tab in tables)), (alpha, g)
     else:
         def step_fn(packed, t):

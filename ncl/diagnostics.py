@@ -245,7 +245,12 @@ def log_abar_all_states(params: Params, x: Array, center: Array, config: ModelCo
     ``x (..., D)`` → ``(..., S)``, states ordered as :func:`ncl.model.enumerate_hidden_states`.
     Uses matrix products (no ``(..., S, L)`` intermediate for binary units).
     """
-    g = hidden_logits(params, x, center)
+    return log_abar_all_states_from_logits(hidden_logits(params, x, center), config)
+
+
+def log_abar_all_states_from_logits(g: Array, config: ModelConfig) -> Array:
+    """:func:`log_abar_all_states` given the hidden logits ``g (..., L)`` of ``x`` (e.g. the
+    ones the training chain computed) → ``(..., S)``."""
     if config.hidden == "onehot":
         return jax.nn.log_softmax(_onehot_sampling_logits(g, config), axis=-1)
     states = enumerate_hidden_states(config)
@@ -896,9 +901,9 @@ def _finalize(out: dict, classifier, p_data, dcfg: DiagnosticsConfig) -> Diagnos
         return est(a)
 
     sig_c, sig_c_err = scal("sig_c_all")
-    sig_rb, sig_rb_err = scal("sig_rb_all")
-    _sig_rb_all = np.moveaxis(np.asarray(o["sig_rb_all"], np.float64), lead, -1)
-    sig_rb_bc = jackknife_bias_corrected(_sig_rb_all[..., 0], _sig_rb_all[..., 1:])
+    sig_rb_all = np.moveaxis(np.asarray(o["sig_rb_all"], np.float64), lead, -1)
+    sig_rb, sig_rb_err = est(sig_rb_all)
+    sig_rb_bc = jackknife_bias_corrected(sig_rb_all[..., 0], sig_rb_all[..., 1:])
     ll_c, ll_c_err = scal("ll_c_all")
     ll_rb, ll_rb_err = scal("ll_rb_all")
     tau_c_all = np.moveaxis(decorrelation_time(o["M_all"]), lead, -1)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from ncl.chain import Trajectory
 from ncl.model import (ModelConfig, Params, check_params, log_A, recognition_log_q,
                        recognition_score_factor, visible_logits)
+from ncl.model import hidden_logits as model_hidden_logits
 
 Array = jax.Array
 
@@ -147,10 +148,8 @@ def two_step_gradient(params: Params, traj: Trajectory, batch: Array, center: Ar
         grad_a = jnp.zeros_like(params.a)
     # eqs. (16c), (16d), (17): Σ_t s_t (x'_j(t) − c_j) F_β(t), F = ∂ log q / ∂g,
     # with g = wbar x' + (abar − wbar c) and Σ_t F(t) (x'(t) − c) = F^T x' − (Σ_t F(t)) c.
-    if hidden_logits is None:
-        g = jnp.einsum("td,ld->tl", xs, params.wbar) + (params.abar - params.wbar @ center)
-    else:
-        g = hidden_logits.reshape(zs.shape)
+    g = (model_hidden_logits(params, xs, center) if hidden_logits is None
+         else hidden_logits.reshape(zs.shape))
     weighted = s[:, None] * recognition_score_factor(g, zs, config)  # (TC, L)
     grad_abar = jnp.sum(weighted, axis=0)
     grad_wbar = jnp.einsum("tl,td->ld", weighted, xs) - grad_abar[:, None] * center[None, :]

@@ -276,18 +276,32 @@ def uniform_from_bits(bits: Array) -> Array:
     return (bits >> 8).astype(jnp.float32) * (1.0 / _TWO_POW_24)
 
 
+_UNROLLED_CDF_MAX = 32  # categorical draws over at most this many states add in unrolled form
+
+
 def categorical_from_uniform(u: Array, log_weights: Array) -> Array:
     """Inverse-CDF draw of an index from unnormalised ``log_weights (..., S)``; ``u (...)``.
 
-    With ``u`` from :func:`uniform_from_bits` (24 bits) and a float32 CDF, each state's
-    probability is resolved to about ``2**-24`` (6e-8) absolute: a state with a smaller
-    probability may never be drawn. (Visible bits, drawn by
-    :func:`bernoulli_from_bits`, are resolved to ``2**-32``.)
+    The weights are ``exp(log_weights − max)`` (the largest is 1, so nothing underflows
+    to an all-zero CDF however extreme the logits), and index ``k`` is the number of
+    partial sums ``W_0 + … + W_j`` (``j < S − 1``) that are ``<= u · W_total``. With ``u``
+    from :func:`uniform_from_bits` (24 bits) and float32 sums each state's probability is
+    resolved to about ``2**-24`` (6e-8) absolute: a state with a smaller probability may
+    never be drawn. (Visible bits, drawn by :func:`bernoulli_from_bits`, are resolved to
+    ``2**-32``.) For ``S <= 32`` the partial sums are written out, which XLA's CPU backend
+    fuses (``cumsum`` is a slower windowed reduction there).
     """
-    p = jax.nn.softmax(log_weights, axis=-1)
-    cdf = jnp.cumsum(p, axis=-1)
-    idx = jnp.sum(cdf[..., :-1] <= u[..., None] * cdf[..., -1:], axis=-1)
-    return idx.astype(jnp.int32)
+    w = jnp.exp(log_weights - jnp.max(log_weights, axis=-1, keepdims=True))
+    S = w.shape[-1]
+    if S <= _UNROLLED_CDF_MAX:
+        parts = [w[..., 0]]
+        for k in range(1, S):
+            parts.append(parts[-1] + w[..., k])
+        cdf = jnp.stack(parts, axis=-1)
+    else:
+        cdf = jnp.cumsum(w, axis=-1)
+    below = cdf[..., :-1] <= (u * cdf[..., -1])[..., None]
+    return jnp.sum(below.astype(jnp.int32), axis=-1)
 
 
 def sample_visible(key: Array, params: Params, z: Array) -> Array:

@@ -24,8 +24,7 @@ import jax.numpy as jnp
 
 from ncl import diagnostics as diag
 from ncl.chain import Trajectory
-from ncl.model import (ModelConfig, Params, _onehot_sampling_logits, enumerate_hidden_states,
-                       hidden_state_index)
+from ncl.model import ModelConfig, Params, hidden_state_index
 
 Array = jax.Array
 
@@ -75,13 +74,8 @@ def accumulate(acc: MonitorAccumulator, params: Params, traj: Trajectory, center
         log_abar = diag.log_abar_all_states(params, jnp.swapaxes(traj.x[1:], 0, 1), center,
                                             config)                   # log Ā(x'(t), ·)
     else:
-        g = jnp.swapaxes(hidden_logits[1:], 0, 1)                     # (C, T−1, L)
-        if config.hidden == "onehot":
-            log_abar = jax.nn.log_softmax(_onehot_sampling_logits(g, config), axis=-1)
-        else:
-            states = enumerate_hidden_states(config)
-            log_abar = (jax.nn.log_sigmoid(g) @ states.T
-                        + jax.nn.log_sigmoid(-g) @ (1.0 - states).T)
+        log_abar = diag.log_abar_all_states_from_logits(
+            jnp.swapaxes(hidden_logits[1:], 0, 1), config)            # (C, T−1, S)
     log_abar = log_abar.reshape(-1, S)
     log_rb_sum, rb_visits = diag.rb_log_sum_update(acc.log_rb_sum, acc.rb_visits, prev,
                                                    log_abar)

@@ -538,18 +538,18 @@ def _resolve_devices(devices) -> list:
     return devices
 
 
-def _to_host_tree(tree):
-    """Typed PRNG keys -> their uint32 key data, everything as NumPy (a pytree that any
-    process can place onto a global sharding); returns ``(tree, key_impls)``."""
+def _split_keys(tree):
+    """Typed PRNG-key leaves -> their uint32 key data (arrays any process can place on a
+    global sharding or gather); returns ``(tree, impls)``, ``impls[i]`` None for non-keys."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    impls = [jax.random.key_impl(a) if (hasattr(a, "dtype") and jnp.issubdtype(
-        a.dtype, jax.dtypes.prng_key)) else None for a in leaves]
-    leaves = [np.asarray(jax.random.key_data(a)) if impl is not None else np.asarray(a)
-              for a, impl in zip(leaves, impls)]
-    return jax.tree_util.tree_unflatten(treedef, leaves), impls
+    impls = [jax.random.key_impl(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else None
+             for a in leaves]
+    raw = [jax.random.key_data(a) if impl is not None else a for a, impl in zip(leaves, impls)]
+    return jax.tree_util.tree_unflatten(treedef, raw), impls
 
 
-def _wrap_keys(tree, impls):
+def _join_keys(tree, impls):
+    """Inverse of :func:`_split_keys`."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     leaves = [jax.random.wrap_key_data(a, impl=impl) if impl is not None else a
               for a, impl in zip(leaves, impls)]
@@ -582,19 +582,14 @@ def _run_sharded(make_fn, members, data, devices):
     # places them onto the global mesh (each keeps its own devices' part); the results
     # are gathered so that every process returns the whole ensemble.
     from jax.experimental import multihost_utils
-    host_members, impls = _to_host_tree(members)
-    members = _wrap_keys(jax.device_put(host_members,
-                                        NamedSharding(mesh, PartitionSpec("seeds"))), impls)
+    raw, impls = _split_keys(members)
+    raw = jax.tree_util.tree_map(np.asarray, raw)
+    members = _join_keys(jax.device_put(raw, NamedSharding(mesh, PartitionSpec("seeds"))),
+                         impls)
     data = jax.device_put(np.asarray(data), NamedSharding(mesh, PartitionSpec()))
-    out = make_fn(mesh, n)(members, data)
-    leaves, treedef = jax.tree_util.tree_flatten(out)
-    impls = [jax.random.key_impl(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else None
-             for a in leaves]
-    raw = [jax.random.key_data(a) if impl is not None else a for a, impl in zip(leaves, impls)]
+    raw, impls = _split_keys(make_fn(mesh, n)(members, data))
     gathered = multihost_utils.process_allgather(raw, tiled=True)
-    leaves = [jax.random.wrap_key_data(jnp.asarray(g[:n]), impl=impl) if impl is not None
-              else jnp.asarray(g[:n]) for g, impl in zip(gathered, impls)]
-    return jax.tree_util.tree_unflatten(treedef, leaves)
+    return _join_keys(jax.tree_util.tree_map(lambda g: jnp.asarray(g[:n]), gathered), impls)
 
 
 def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),

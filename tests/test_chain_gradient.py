@@ -90,7 +90,8 @@ def test_onehot_draw_is_right_for_extreme_hidden_logits(recognition):
     config = M.ModelConfig(n_hidden=3, recognition=recognition)
     g = jnp.array([[-1000.0, -1001.0, -1500.0]])
     u = (jnp.arange(100_000, dtype=jnp.float32) + 0.5) / 100_000
-    alpha = jax.vmap(lambda ui: C._categorical(ui[None], g, config)[0])(u)
+    alpha = jax.vmap(lambda ui: M.categorical_from_uniform(
+        ui[None], M._onehot_sampling_logits(g, config))[0])(u)
     freq = np.bincount(np.asarray(alpha), minlength=3) / u.size
     expect = np.asarray(jax.nn.softmax(jnp.array([0.0, -1.0, -500.0])))
     np.testing.assert_allclose(freq, expect, atol=2e-5)
