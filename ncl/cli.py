@@ -367,6 +367,16 @@ def _data_digest(x: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(x, np.uint8).tobytes()).hexdigest()
 
 
+def _start_training_processes(args, cpu_devices, log):
+    """CPU device count, then ``jax.distributed`` if asked (before JAX starts). Returns the
+    log function to use: silent in every process but process 0, which prints and writes."""
+    configure_cpu_devices(cpu_devices, start=False)
+    if configure_distributed(args) == 0:
+        return log
+    args.quiet = True
+    return lambda *a: None
+
+
 def cmd_train(args) -> int:
     from ncl import io
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -378,10 +388,7 @@ def cmd_train(args) -> int:
             and not args.overwrite:
         raise UsageError(f"{out} already holds a run; choose another --out, pass --overwrite, "
                          f"or continue it with --resume {out}")
-    configure_cpu_devices(args.cpu_devices, start=False)
-    if configure_distributed(args) != 0:
-        log = lambda *a: None  # noqa: E731  (process 0 prints and writes)
-        args.quiet = True
+    log = _start_training_processes(args, args.cpu_devices, log)
     import jax
     n_dev = jax.local_device_count()
     x, _, info = load_data_from_args(args)
@@ -401,10 +408,7 @@ def _resume_train(args, log) -> int:
                          "an interrupted `ncl train`")
     run = io.load_checkpoint(out)
     extra = dict(run.meta.get("extra", {}))
-    configure_cpu_devices(args.cpu_devices or extra.get("cpu_devices"), start=False)
-    if configure_distributed(args) != 0:
-        log = lambda *a: None  # noqa: E731  (process 0 prints and writes)
-        args.quiet = True
+    log = _start_training_processes(args, args.cpu_devices or extra.get("cpu_devices"), log)
     info = run.meta["data"]
     if info.get("source", "").startswith("bundled"):
         x, _ = data_lib.load_paper_data()
