@@ -48,7 +48,7 @@ CHILD = textwrap.dedent("""
     data = jnp.asarray(T.check_data(x))
     keys = T.ensemble_keys(np.arange(S))
     devices = T._resolve_devices(None)
-    make = lambda mesh, n: T._compiled(config, True, 0, E, True, None, None, mesh, n)
+    make = T._program(config, True, 0, E, True)
     # compile once (timed), through the same sharded path the library uses
     t0 = time.perf_counter()
     state, hist = T._run_sharded(make, keys, data, devices)

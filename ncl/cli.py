@@ -316,45 +316,41 @@ def _summary_table(history, seeds) -> str:
 # ----------------------------------------------------------------------------- commands
 
 class Checkpointer:
-    """Host side of in-program checkpointing: collects history rows and writes
-    ``checkpoint.npz`` atomically (see :func:`ncl.io.save_checkpoint`).
+    """Host side of in-program checkpointing: writes ``checkpoint.npz`` atomically (see
+    :func:`ncl.io.save_checkpoint`) with the history of every epoch done so far.
 
-    JAX may deliver the per-epoch callbacks out of order or from several threads, so
-    rows and states are buffered and the newest epoch whose whole history is known is
-    written; an older checkpoint never replaces a newer one.
+    The training program hands it, at every due epoch, the rows of all epochs it has run
+    (:func:`ncl.training.train_ensemble`'s ``checkpoint``); ``prior`` holds those done
+    before a resume. Callbacks may arrive out of order: an older checkpoint never
+    replaces a newer one. A failing write raises here; the training program records it
+    and stops calling (see :class:`ncl.training.HostCallbackError`), so the last
+    checkpoint written stays on disk.
     """
 
     def __init__(self, out: Path, config, seeds, data_info, extra, prior=None):
         import threading
         self.out, self.config, self.seeds = out, config, seeds
-        self.data_info, self.extra = data_info, extra
-        self.rows, self.states, self.lock = {}, {}, threading.Lock()
-        self.written = -1
-        if prior is not None:  # history of the epochs done before a resume
-            for e in range(prior.loglik.shape[1]):
-                self.rows[e] = jax_tree_map(lambda a: np.asarray(a)[:, e], prior)
-            self.written = prior.loglik.shape[1] - 1
+        self.data_info, self.extra, self.prior = data_info, extra, prior
+        self.lock = threading.Lock()
+        self.written = -1 if prior is None else int(np.shape(prior.loglik)[1]) - 1
 
-    def __call__(self, epoch, row, state) -> None:
+    def __call__(self, epoch, history, state) -> None:
         from ncl import io
         from ncl.training import History
         epoch = int(epoch)
         with self.lock:
-            self.rows[epoch] = jax_tree_map(np.asarray, row)
-            self.states[epoch] = jax_tree_map(lambda a: a, state)
-            complete = 0
-            while complete in self.rows:
-                complete += 1
-            newest = max((e for e in self.states if e < complete), default=None)
-            if newest is None or newest <= self.written:
+            if epoch <= self.written:
                 return
-            done = [self.rows[e] for e in range(newest + 1)]
-            history = History(*(np.stack(f, axis=1) for f in zip(*done)))
-            io.save_checkpoint(self.out, self.states[newest], history, self.config,
-                               seeds=self.seeds, epochs_done=newest + 1,
-                               data_info=self.data_info, extra=self.extra)
-            self.written = newest
-            self.states = {e: s for e, s in self.states.items() if e > newest}
+            if self.prior is not None:
+                history = History(*(np.concatenate([np.asarray(a), np.asarray(b)], axis=1)
+                                    for a, b in zip(self.prior, history)))
+            if int(np.shape(history.loglik)[1]) != epoch + 1:
+                raise RuntimeError(f"checkpoint of epoch {epoch + 1} has "
+                                   f"{np.shape(history.loglik)[1]} history rows")
+            io.save_checkpoint(self.out, state, history, self.config, seeds=self.seeds,
+                               epochs_done=epoch + 1, data_info=self.data_info,
+                               extra=self.extra)
+            self.written = epoch
 
 
 def jax_tree_map(fn, tree):
@@ -377,6 +373,34 @@ def _start_training_processes(args, cpu_devices, log):
     return lambda *a: None
 
 
+def check_output_directory(out: Path, option: str = "--out") -> None:
+    """``UsageError`` unless ``out`` is, or can be made, a writable directory (checked by
+    creating it and writing a probe file): before any compilation, so a bad ``--out``
+    costs nothing."""
+    import tempfile
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {out} is a file, not a directory; choose another {option}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".ncl-write-test."):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} {out} is not a writable directory ({e.strerror or e}); "
+                         f"choose another {option} or fix its permissions")
+
+
+def check_no_run_files(out: Path, overwrite: bool, what: str = "a run") -> None:
+    """``UsageError`` when ``out`` holds run files (finished or not, ours or anybody's)
+    and ``overwrite`` is false."""
+    from ncl import io
+    present = io.holds_run_files(out)
+    if present and not overwrite:
+        resume = (f", or continue it with --resume {out}"
+                  if io.CHECKPOINT_FILE in present else "")
+        raise UsageError(f"{out} already holds {what} ({', '.join(present)}); choose another "
+                         f"--out, pass --overwrite to replace it{resume}")
+
+
 def cmd_train(args) -> int:
     from ncl import io
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -384,18 +408,26 @@ def cmd_train(args) -> int:
         return _resume_train(args, log)
     config = config_from_args(args)
     out = Path(args.out)
-    if ((out / io.CONFIG_FILE).exists() or (out / io.CHECKPOINT_FILE).exists()) \
-            and not args.overwrite:
-        raise UsageError(f"{out} already holds a run; choose another --out, pass --overwrite, "
-                         f"or continue it with --resume {out}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory; choose another --out")
+    check_no_run_files(out, args.overwrite)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    try:
+        from ncl import _validate  # TODO-INTEGRATE
+        _validate.seeds("seeds", seeds)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--first-seed/--seeds: {e}")
     log = _start_training_processes(args, args.cpu_devices, log)
     import jax
     n_dev = jax.local_device_count()
     x, _, info = load_data_from_args(args)
     check_batch_against_data([config], x.shape[0])
+    check_output_directory(out)
     info["sha256"] = _data_digest(x)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     extra = {"cpu_devices": n_dev}
+    if args.overwrite and jax.process_index() == 0:
+        for name in (io.MANIFEST_FILE, io.CONFIG_FILE, io.CHECKPOINT_FILE):
+            (out / name).unlink(missing_ok=True)  # the old run is uncommitted from now on
     return _run_training(out, config, seeds, x, info, extra, 0, None, None, args, log)
 
 
@@ -406,9 +438,11 @@ def _resume_train(args, log) -> int:
     if not out.is_dir():
         raise UsageError(f"--resume {out}: no such directory; give the --out directory of "
                          "an interrupted `ncl train`")
-    run = io.load_checkpoint(out)
-    extra = dict(run.meta.get("extra", {}))
+    meta = io.read_checkpoint_meta(out)  # NumPy only: JAX must not start before its devices
+    extra = dict(meta.get("extra", {}))
     log = _start_training_processes(args, args.cpu_devices or extra.get("cpu_devices"), log)
+    check_output_directory(out, "--resume")
+    run = io.load_checkpoint(out)
     info = run.meta["data"]
     if info.get("source", "").startswith("bundled"):
         x, _ = data_lib.load_paper_data()
@@ -429,7 +463,8 @@ def _run_training(out, config, seeds, x, info, extra, start, state, prior, args,
     import jax
 
     from ncl import io
-    from ncl.training import History, continue_training, train_ensemble
+    from ncl.training import (History, HostCallbackError, continue_training,
+                              divergence_epochs, train_ensemble)
     log(f"ncl train: {len(seeds)} seeds, L={config.model.n_hidden} {config.model.hidden}, "
         f"T={config.chain_length}, {config.epochs} epochs x {config.steps_per_epoch} steps, "
         f"data {x.shape[0]}x{x.shape[1]} ({info['source']}), "
@@ -438,44 +473,68 @@ def _run_training(out, config, seeds, x, info, extra, start, state, prior, args,
     every = args.checkpoint_every or config.epochs
     saver = Checkpointer(out, config, seeds, info, extra, prior=prior)
     t0 = time.perf_counter()
-    if start >= config.epochs:  # the checkpoint already holds the finished run
-        history = prior
-    elif state is None:
-        state, history = train_ensemble(seeds, x, config, progress=progress,
-                                        checkpoint=(every, saver))
-    else:
-        state, rest = continue_training(state, x, config, start, progress=progress,
-                                        checkpoint=(every, saver))
-        history = History(*(np.concatenate([np.asarray(a), np.asarray(b)], axis=1)
-                            for a, b in zip(prior, rest)))
-    jax.block_until_ready(state)
+    try:
+        if start >= config.epochs:  # the checkpoint already holds the finished run
+            history = prior
+        elif state is None:
+            state, history = train_ensemble(seeds, x, config, progress=progress,
+                                            checkpoint=(every, saver))
+        else:
+            state, rest = continue_training(state, x, config, start, progress=progress,
+                                            checkpoint=(every, saver))
+            history = History(*(np.concatenate([np.asarray(a), np.asarray(b)], axis=1)
+                                for a, b in zip(prior, rest)))
+        jax.block_until_ready(state)
+    except HostCallbackError as e:
+        raise RuntimeError(f"{e}. {_last_checkpoint(out, saver)}") from None
     wall = time.perf_counter() - t0
     if jax.process_index() != 0:  # multi-process: process 0 writes the run
         return 0
     extra = dict(extra, train_wall_seconds=wall + extra.get("train_wall_seconds", 0.0),
                  processes=jax.process_count())
-    io.save_run(out, state, history, config, seeds=seeds, data_info=info, extra=extra)
+    try:
+        io.save_run(out, state, history, config, seeds=seeds, data_info=info, extra=extra)
+    except OSError as e:
+        raise RuntimeError(f"could not save the trained run to {out} ({e}). "
+                           f"{_last_checkpoint(out, saver)}") from None
     (out / io.CHECKPOINT_FILE).unlink(missing_ok=True)
     log(_summary_table(history, seeds))
     log(f"trained in {wall:.1f}s (compile included); saved to {out}")
-    finite = np.asarray(history.finite)
-    if not finite.all():
-        bad = [(seeds[i], int(np.argmin(finite[i]))) for i in range(len(seeds))
-               if not finite[i].all()]
+    first_bad = divergence_epochs(history, x.shape[1])
+    if (first_bad >= 0).any():
+        bad = [(seeds[i], int(e)) for i, e in enumerate(first_bad) if e >= 0]
+        what = ("non-finite parameters" if _only_nonfinite(history, first_bad)
+                else "non-finite parameters or a log-likelihood below "
+                     f"{-10 * x.shape[1] * np.log(2):.0f} nats, 10x worse than coin flips")
         # an error: printed even with --quiet
-        print("ncl train: error: training diverged (non-finite parameters) for "
-              f"{len(bad)} of {len(seeds)} seeds, seed@epoch (first non-finite epoch, "
+        print(f"ncl train: error: training diverged ({what}) for "
+              f"{len(bad)} of {len(seeds)} seeds, seed@epoch (first diverged epoch, "
               "1-based): " + ", ".join(f"{s}@{e + 1}" for s, e in bad)
-              + f"; the run was saved to {out} (History.finite marks the epochs); "
+              + f"; the run was saved to {out} (History.finite marks non-finite epochs); "
               "lower the learning rate (--lr)", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
 
+def _only_nonfinite(history, first_bad) -> bool:
+    """Whether every diverged member's first diverged epoch has non-finite parameters."""
+    finite = np.asarray(history.finite, bool)
+    return all(not finite[i, e] for i, e in enumerate(first_bad) if e >= 0)
+
+
+def _last_checkpoint(out: Path, saver) -> str:
+    from ncl import io
+    if saver.written >= 0:
+        return (f"The last good checkpoint ({saver.written + 1} epochs done) is kept in "
+                f"{out / io.CHECKPOINT_FILE}: fix the cause (disk space, permissions) and "
+                f"continue with `ncl train --resume {out}`")
+    return "No checkpoint had been written; fix the cause and train again"
+
+
 # ----------------------------------------------------------------------------- reproduce / diagnose / figures
 
 def add_diagnostics_arguments(p: argparse.ArgumentParser, defaults=None) -> None:
-    """Options of :class:`ncl.diagnostics.DiagnosticsConfig` (defaults: the SPEC's)."""
+    """Options of :class:`ncl.diagnostics.DiagnosticsConfig` (defaults: docs/model.md, "Diagnostics")."""
     from ncl.diagnostics import DiagnosticsConfig
     d = defaults or DiagnosticsConfig()
     g = p.add_argument_group("diagnostics")
@@ -494,7 +553,7 @@ def add_diagnostics_arguments(p: argparse.ArgumentParser, defaults=None) -> None
 
 
 def dcfg_from_args(args, base=None):
-    """A :class:`DiagnosticsConfig` from ``base`` (default: the SPEC's) and the options."""
+    """A :class:`DiagnosticsConfig` from ``base`` (default: docs/model.md, "Diagnostics") and the options."""
     import dataclasses
 
     from ncl.diagnostics import DiagnosticsConfig
@@ -554,10 +613,17 @@ def cmd_reproduce(args) -> int:
     check_batch_against_data([config], x.shape[0])
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     out = Path(args.out)
-    if (out / io.CONFIG_FILE).exists() or (out / "ensemble" / io.CONFIG_FILE).exists():
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory; choose another --out")
+    if (out / io.CONFIG_FILE).exists() or io.holds_run_files(out / "ensemble"):
         if not args.overwrite:
             raise UsageError(f"{out} already holds a reproduction; choose another --out or "
                              "pass --overwrite")
+    foreign = [n for n in io.holds_run_files(out) if n != io.CONFIG_FILE]
+    if foreign:  # e.g. --out pointing at an `ncl train` run: never replaced
+        raise UsageError(f"{out} holds a saved run ({', '.join(foreign)}), not a "
+                         "reproduction; choose another --out")
+    check_output_directory(out)
     t0 = time.perf_counter()
     progress = EpochProgress(config.epochs, quiet=args.quiet)
     reproduce(out, seeds=seeds, config=config, dcfg=dcfg, data=x, labels=y,
@@ -585,8 +651,14 @@ def cmd_diagnose(args) -> int:
     out = Path(args.out) if args.out else run_dir.parent / (run_dir.name + "-diagnostics") \
         if run_dir.name != "ensemble" else run_dir.parent
     base = quick_protocol()[1] if args.quick else paper_diagnostics_config()
-    diagnose_run(run_dir, out, dcfg=dcfg_from_args(args, base), key_seed=args.key_seed,
-                 estimator=args.estimator, figures=not args.no_figures, quiet=args.quiet)
+    dcfg = dcfg_from_args(args, base)
+    from ncl.reproduce import check_diagnostics_out
+    try:
+        check_diagnostics_out(out, args.overwrite)
+    except ValueError as e:
+        raise UsageError(f"--out: {e}")
+    diagnose_run(run_dir, out, dcfg=dcfg, key_seed=args.key_seed, estimator=args.estimator,
+                 figures=not args.no_figures, quiet=args.quiet, overwrite=args.overwrite)
     if not args.quiet:
         print(f"ncl diagnose: wrote {out}", file=sys.stderr)
     return EXIT_OK
@@ -765,6 +837,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="short diagnostics for smoke tests (those of `ncl reproduce --quick`)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier diagnostics in --out (never a saved run's files)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_diagnose)
 

@@ -7,11 +7,17 @@ A run directory holds plain, light files that any NumPy can read:
 * ``state.npz`` — every leaf of the (ensemble) :class:`~ncl.training.TrainState`, named
   by its pytree path (e.g. ``params.w``, ``opt_state[0].nu.w``; PRNG keys as raw key data);
 * ``history.npz`` — the per-epoch :class:`~ncl.training.History` fields;
+* ``manifest.json`` — the commit point, written last: the SHA-256 and size of the three
+  files above, the epochs completed and the member count;
 * ``checkpoint.npz`` — during training: all of the above in ONE file (so it is replaced
   as a whole), written every few epochs; ``ncl train --resume`` continues from it.
 
 Every file is written to a temporary name and moved into place with ``os.replace``, so
-an interrupted save leaves the previous version intact.
+an interrupted save leaves the previous version intact. A save into a directory that
+already holds a run first removes that run's commit points (``manifest.json``, then
+``config.json``), so an interrupted overwrite leaves a directory that
+:func:`load_run` refuses as incomplete, never new files mixed with old ones; and
+:func:`load_run` checks the checksums and that steps, history and seeds agree.
 """
 from __future__ import annotations
 
@@ -29,13 +35,20 @@ import numpy as np
 from ncl._atomic import atomic_write as _atomic_write
 from ncl.training import History, TrainConfig, TrainState, init_state
 
-FORMAT_VERSION = 2  # 2: optimiser state with an injected learning rate (ncl.sweep)
+FORMAT_VERSION = 3  # 2: optimiser state with an injected learning rate (ncl.sweep); 3: manifest
+READABLE_VERSIONS = (2, 3)  # 2: no manifest (its config.json, written last, commits it)
 CONFIG_FILE, STATE_FILE, HISTORY_FILE = "config.json", "state.npz", "history.npz"
-CHECKPOINT_FILE = "checkpoint.npz"
+MANIFEST_FILE, CHECKPOINT_FILE = "manifest.json", "checkpoint.npz"
+RUN_FILES = (STATE_FILE, HISTORY_FILE, CONFIG_FILE)
 
 
 class RunFileError(ValueError):
     """A saved run is missing, incomplete or corrupt."""
+
+
+class RunIntegrityError(RunFileError):
+    """A saved run's files do not belong together (checksums, steps, history or seeds
+    disagree) or its commit point is missing: it must not be read at all."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +118,12 @@ def _meta(config, seeds, ensemble, epochs_done, data_info, extra) -> dict:
 def save_run(directory, state: TrainState, history: History, config: TrainConfig, *,
              seeds, ensemble: bool = True, data_info: dict | None = None,
              epochs_done: int | None = None, extra: dict | None = None) -> Path:
-    """Save a run (atomically, file by file) into ``directory``; returns its path.
+    """Save a run into ``directory``; returns its path.
+
+    Each file is written atomically; ``manifest.json`` (checksums) is written last and is
+    the run's commit point. An existing run in ``directory`` loses its commit points
+    before anything is written, so an interrupted overwrite is refused by
+    :func:`load_run` instead of being read as a mixture of two runs.
 
     Args:
       state, history: from :func:`ncl.training.train_ensemble` (or ``train`` with
@@ -121,11 +139,94 @@ def save_run(directory, state: TrainState, history: History, config: TrainConfig
     if epochs_done is None:
         epochs_done = int(hist_arrays["loglik"].shape[-1])
     meta = _meta(config, seeds, ensemble, epochs_done, data_info, extra)
-    _atomic_write(directory / STATE_FILE, lambda f: np.savez(f, **_flatten(state)))
+    state_arrays = _flatten(state)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (MANIFEST_FILE, CONFIG_FILE):  # uncommit the run being replaced
+        (directory / name).unlink(missing_ok=True)
+    _atomic_write(directory / STATE_FILE, lambda f: np.savez(f, **state_arrays))
     _atomic_write(directory / HISTORY_FILE, lambda f: np.savez(f, **hist_arrays))
     _atomic_write(directory / CONFIG_FILE,
                   lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    manifest = {"format_version": FORMAT_VERSION, "epochs_done": int(epochs_done),
+                "n_members": int(np.atleast_1d(np.asarray(seeds)).size),
+                "files": {name: _file_record(directory / name) for name in RUN_FILES}}
+    _atomic_write(directory / MANIFEST_FILE,
+                  lambda f: f.write(json.dumps(manifest, indent=2).encode()))
     return directory
+
+
+def _file_record(path: Path) -> dict:
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
+def holds_run_files(directory) -> list[str]:
+    """The names of run files (committed or not: ``config.json``, ``state.npz``,
+    ``history.npz``, ``manifest.json``, ``checkpoint.npz``) present in ``directory``."""
+    directory = Path(directory)
+    return [n for n in (CONFIG_FILE, STATE_FILE, HISTORY_FILE, MANIFEST_FILE, CHECKPOINT_FILE)
+            if (directory / n).exists()]
+
+
+def check_manifest(directory, meta: dict) -> None:
+    """Raise :class:`RunIntegrityError` unless ``manifest.json`` commits the run files
+    present in ``directory`` (format 3; a format-2 run has none and is committed by its
+    ``config.json``)."""
+    directory = Path(directory)
+    if meta.get("format_version") == 2:
+        return
+    path = directory / MANIFEST_FILE
+    if not path.exists():
+        raise RunIntegrityError(
+            f"{directory} holds an incomplete run: {MANIFEST_FILE} (written last by "
+            "save_run) is missing, so the save was interrupted or the files were copied "
+            "in part; train it again (ncl train --overwrite) or restore the whole directory")
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise RunIntegrityError(f"cannot read {path}: corrupt manifest ({e})") from e
+    for name in RUN_FILES:
+        want = files.get(name) if isinstance(files, dict) else None
+        if not (directory / name).exists():
+            raise RunIntegrityError(f"{directory} holds an incomplete run: {name} is missing")
+        if want is None or _file_record(directory / name) != want:
+            raise RunIntegrityError(
+                f"{directory / name} does not match {MANIFEST_FILE} (SHA-256 or size "
+                "differ): it is corrupt or truncated, was changed, or comes from another "
+                "run; the run cannot be trusted: train it again (ncl train --overwrite) or "
+                "restore the whole directory")
+
+
+def _check_consistent(where, meta: dict, config: TrainConfig, state: TrainState,
+                      history: History, ensemble: bool) -> None:
+    """Steps, history length and seeds of a loaded run against its metadata."""
+    done = meta.get("epochs_done")
+    if not isinstance(done, int) or isinstance(done, bool) or not 0 <= done <= config.epochs:
+        raise RunIntegrityError(f"{where}: epochs_done {done!r} is not an epoch count in "
+                                f"0 .. {config.epochs}")
+    n_hist = int(np.shape(history.loglik)[-1])
+    if n_hist != done:
+        raise RunIntegrityError(f"{where}: history holds {n_hist} epochs but the metadata "
+                                f"say {done} were done: the files come from different runs")
+    steps = np.unique(np.asarray(state.step))
+    if steps.tolist() != [done * config.steps_per_epoch]:
+        raise RunIntegrityError(
+            f"{where}: the state has taken {steps.tolist()} steps, but {done} epochs of "
+            f"{config.steps_per_epoch} steps make {done * config.steps_per_epoch}: the "
+            "files come from different runs")
+    if ensemble:
+        n = int(np.shape(state.step)[0])
+        if len(meta["seeds"]) != n or int(np.shape(history.loglik)[0]) != n:
+            raise RunIntegrityError(
+                f"{where}: {len(meta['seeds'])} seeds, {n} members in the state and "
+                f"{int(np.shape(history.loglik)[0])} in the history: they must agree")
+    if len(set(meta["seeds"])) != len(meta["seeds"]):
+        raise RunIntegrityError(f"{where}: duplicate seeds {meta['seeds']}")
 
 
 def save_checkpoint(directory, state: TrainState, history: History, config: TrainConfig, *,
@@ -143,8 +244,26 @@ def save_checkpoint(directory, state: TrainState, history: History, config: Trai
     return path
 
 
-def load_checkpoint(directory) -> Run:
-    """Load ``checkpoint.npz`` of a run directory (see :func:`save_checkpoint`)."""
+def read_checkpoint_meta(directory) -> dict:
+    """The metadata of ``checkpoint.npz`` read with NumPy alone (JAX is not started, so a
+    resumed run can still configure its devices); see :func:`load_checkpoint`."""
+    path = Path(directory) / CHECKPOINT_FILE
+    load_checkpoint_path_checks(directory)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "meta_json" not in f.files:
+                raise RunFileError(f"{path}: no metadata; not an ncl checkpoint")
+            return json.loads(str(f["meta_json"]))
+    except RunFileError:
+        raise
+    except json.JSONDecodeError as e:
+        raise RunFileError(f"{path}: corrupt metadata ({e})") from e
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError...
+        raise RunFileError(f"cannot read {path}: the file is corrupt or truncated ({e})") from e
+
+
+def load_checkpoint_path_checks(directory) -> None:
+    """``RunFileError`` unless ``directory`` holds a checkpoint to resume."""
     path = Path(directory) / CHECKPOINT_FILE
     if not Path(directory).is_dir():
         raise RunFileError(f"no run to resume at {directory}: not a directory")
@@ -155,6 +274,12 @@ def load_checkpoint(directory) -> Run:
     if not path.exists():
         raise RunFileError(f"no run to resume at {directory}: {CHECKPOINT_FILE} is missing "
                            "(give the --out directory of an interrupted `ncl train`)")
+
+
+def load_checkpoint(directory) -> Run:
+    """Load ``checkpoint.npz`` of a run directory (see :func:`save_checkpoint`)."""
+    path = Path(directory) / CHECKPOINT_FILE
+    load_checkpoint_path_checks(directory)
     arrays = _read_npz(path)
     if "meta_json" not in arrays:
         raise RunFileError(f"{path}: no metadata; not an ncl checkpoint")
@@ -210,14 +335,17 @@ def load_run(directory) -> Run:
     """Load a run saved by :func:`save_run`, checking every array's name, shape and dtype."""
     directory = Path(directory)
     meta = load_meta(directory)
+    if meta.get("format_version") in READABLE_VERSIONS:
+        check_manifest(directory, meta)
     return _build_run(meta, _read_npz(directory / STATE_FILE),
                       _read_npz(directory / HISTORY_FILE), directory)
 
 
 def _build_run(meta: dict, arrays: dict, hist: dict, where: Path) -> Run:
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise RunFileError(f"{where}: unsupported format_version "
-                           f"{meta.get('format_version')!r} (this ncl reads {FORMAT_VERSION})")
+                           f"{meta.get('format_version')!r} (this ncl reads "
+                           f"{', '.join(map(str, READABLE_VERSIONS))})")
     try:
         config = TrainConfig.from_dict(meta["train_config"])
     except (KeyError, TypeError, ValueError) as e:
@@ -249,6 +377,7 @@ def _build_run(meta: dict, arrays: dict, hist: dict, where: Path) -> Run:
     history = History(**{k: jnp.asarray(hist[k]) for k in History._fields})
     if not isinstance(meta.get("seeds"), list):
         raise RunFileError(f"{where}: the metadata have no list of seeds; not an ncl run")
+    _check_consistent(where, meta, config, state, history, ensemble)
     return Run(config=config, state=state, history=history, seeds=tuple(meta["seeds"]),
                ensemble=ensemble, meta=meta)
 

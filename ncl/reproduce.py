@@ -53,7 +53,7 @@ LOW_KL_THRESHOLDS = (1e-2, 1e-3)
 # ----------------------------------------------------------------------------- protocols
 
 def paper_diagnostics_config() -> DiagnosticsConfig:
-    """The diagnostics used by :func:`reproduce`: the SPEC defaults (2 000 burn-in,
+    """The diagnostics used by :func:`reproduce`: the docs/model.md defaults (2 000 burn-in,
     20 000 recorded double steps in 8 chains, K = 4 000 RB samples). Measured at about
     25 s for 36 models on a 2-core CPU, so nothing needs tuning down."""
     return DiagnosticsConfig()
@@ -612,6 +612,8 @@ def load_run_parameters(run_dir, log=None) -> RunParameters:
     run_dir = Path(run_dir)
     try:
         run = io.load_run(run_dir)
+    except io.RunIntegrityError:
+        raise  # files that do not belong together are never read, not even in part
     except io.RunFileError as e:
         meta = io.load_meta(run_dir)
         try:
@@ -636,17 +638,20 @@ def load_run_parameters(run_dir, log=None) -> RunParameters:
 
 def diagnose_run(run_dir, out_dir=None, dcfg: DiagnosticsConfig | None = None,
                  key_seed: int = 0, data=None, labels=None, *, estimator: str = "rb",
-                 figures: bool = True, quiet: bool = False) -> dict:
+                 figures: bool = True, quiet: bool = False, overwrite: bool = False) -> dict:
     """Diagnose a saved run (:func:`ncl.io.save_run`) without retraining and write the
     same outputs as :func:`reproduce` into ``out_dir`` (default ``run_dir/diagnostics``).
 
     The data are those recorded with the run (the bundled paper subset by default), or
-    ``data``/``labels`` if given. Returns the analysis summary.
+    ``data``/``labels`` if given. ``out_dir`` must not hold a run's files (the
+    diagnostics' ``config.json`` would replace the run's); earlier diagnostics there are
+    replaced only with ``overwrite=True``. Returns the analysis summary.
     """
     log = _Log(quiet)
     run_dir = Path(run_dir)
-    run = load_run_parameters(run_dir, log)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "diagnostics"
+    check_diagnostics_out(out_dir, overwrite)
+    run = load_run_parameters(run_dir, log)
     if data is None:
         x, labels, digits = _load_data_for(run.meta.get("data"))
     else:
@@ -662,6 +667,27 @@ def diagnose_run(run_dir, out_dir=None, dcfg: DiagnosticsConfig | None = None,
         history=run.history, seeds=list(run.seeds), x=x, labels=labels, digits=digits,
         dcfg=dcfg, key_seed=key_seed, log=log, timings=timings, run_dir=run_dir,
         data_info=run.meta.get("data"), estimator=estimator, figures=figures)
+
+
+def check_diagnostics_out(out_dir, overwrite: bool = False) -> None:
+    """``ValueError`` (before any work) when diagnostics must not be written to
+    ``out_dir``: it is a file, it holds a saved run's files, or it holds earlier
+    diagnostics and ``overwrite`` is false."""
+    from ncl import io
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output directory {out_dir} is a file; choose another --out")
+    run_files = [n for n in io.holds_run_files(out_dir) if n != io.CONFIG_FILE]
+    if run_files:
+        raise ValueError(f"output directory {out_dir} holds a saved run ({', '.join(run_files)}"
+                         "); diagnostics would replace its config.json: choose another --out "
+                         "(default: RUN_DIR-diagnostics)")
+    earlier = [n for n in (DIAGNOSTICS_FILE, METRICS_FILE, REPORT_FILE)
+               if (out_dir / n).exists()]
+    if earlier and not overwrite:
+        raise ValueError(f"output directory {out_dir} already holds diagnostics "
+                         f"({', '.join(earlier)}); pass --overwrite (overwrite=True) to "
+                         "replace them, or choose another --out")
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -882,7 +908,7 @@ def _regime_table(info: dict) -> list[dict]:
 
 
 def analyse(arrays: dict) -> dict:
-    """Numbers behind each claim of the paper (SPEC "What the paper reports"), from the
+    """Numbers behind each claim of the paper (docs/model.md, "What the paper reports"), from the
     arrays of ``diagnostics.npz``. σ is the Rao–Blackwellised estimate unless a key says
     ``counts``."""
     g = lambda k: arrays.get(f"diag_{k}")  # noqa: E731
@@ -1078,7 +1104,7 @@ def render_report(summary: dict, cfg: dict) -> str:
               f"other jobs shared the machine, which inflates these times.", ""]
 
     lines += ["## Claims of the paper vs this run", "",
-              "| paper (SPEC, last section) | this run | agrees? |", "|---|---|---|"]
+              "| paper (docs/model.md, What the paper reports) | this run | agrees? |", "|---|---|---|"]
     rt = _regime_table(reg)
     med = [r["median_sigma"] for r in rt]
     lines.append(

@@ -207,7 +207,7 @@ class History(NamedTuple):
 
 
 def minibatch_size(epoch, config: TrainConfig):
-    """``N_e = round(batch_min + (batch_max − batch_min)·e/(E − 1))`` (SPEC step 2).
+    """``N_e = round(batch_min + (batch_max − batch_min)·e/(E − 1))`` (docs/model.md, training step 2).
 
     Works on Python ints and traced arrays. ``E = 1`` gives ``batch_min``.
     """
@@ -268,7 +268,7 @@ class StepInfo(NamedTuple):
 
 def train_step(state: TrainState, data: Array, batch_size: Array, config: TrainConfig,
                n_pad: int | None = None) -> tuple[TrainState, StepInfo]:
-    """One gradient-ascent step (SPEC steps 1–6) for one model.
+    """One gradient-ascent step (docs/model.md, training steps 1–6) for one model.
 
     ``data (N_D, D)``; ``batch_size`` the number of counted minibatch rows, at most
     ``n_pad`` (static; default ``config.batch_max``). Indices are drawn uniformly with
@@ -390,8 +390,12 @@ def _member_chunked(vmapped_epoch, member_chunk: int, n_devices: int):
     return run
 
 
-def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progress,
-                mesh=None, n_members=None, checkpoint=None):
+def _run_epochs(state, data, config, first_epoch, segments, member_axis, host,
+                mesh=None, n_members=None):
+    """Epochs ``first_epoch + [lo, hi)`` for each ``(lo, hi, n_pad)`` of ``segments`` (one
+    ``lax.scan`` per batch bucket, offsets static, ``first_epoch`` a traced int32 so one
+    compilation serves every piece of the same shape). ``host`` (:class:`_HostCalls`, or
+    None) receives the per-epoch progress callback."""
     from jax.sharding import NamedSharding, PartitionSpec
 
     def to_host_view(tree):
@@ -402,7 +406,7 @@ def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progr
         return jax.tree_util.tree_map(lambda a: a[:n_members], tree)
 
     rows = []
-    for lo, hi, n_pad in epoch_segments(config, start_epoch, stop_epoch):
+    for lo, hi, n_pad in segments:
         epoch_fn = functools.partial(run_epoch, config=config, n_pad=n_pad)
         if member_axis:
             epoch_fn = _member_chunked(jax.vmap(epoch_fn, in_axes=(0, None, None)),
@@ -411,42 +415,154 @@ def _run_epochs(state, data, config, start_epoch, stop_epoch, member_axis, progr
 
         def body(s, epoch, epoch_fn=epoch_fn):
             s, row = epoch_fn(s, data, epoch)
-            if progress is not None:
-                jax.debug.callback(progress, epoch, to_host_view(row))
-            if checkpoint is not None:
-                every, save = checkpoint
-                due = ((epoch + 1) % every == 0) | (epoch + 1 == stop_epoch)
-                jax.lax.cond(due, lambda: jax.debug.callback(save, epoch, to_host_view(row),
-                                                              to_host_view(s)),
-                             lambda: None)
+            if host is not None:
+                jax.debug.callback(host.on_epoch, epoch, to_host_view(row))
             return s, row
 
-        state, seg_rows = jax.lax.scan(body, state, jnp.arange(lo, hi, dtype=jnp.int32))
+        state, seg_rows = jax.lax.scan(body, state,
+                                       first_epoch + jnp.arange(lo, hi, dtype=jnp.int32))
         rows.append(seg_rows)
-    if not rows:
-        raise ValueError(f"nothing to run: epochs [{start_epoch}, {stop_epoch}) is empty")
     return state, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *rows)
 
 
 CheckpointFn = Callable[[int, History, TrainState], None]
 
 
+class HostCallbackError(RuntimeError):
+    """A host callback (``progress``, or a checkpoint's ``save``) raised during training.
+
+    Training stopped cleanly: a ``progress`` error inside the compiled program is
+    recorded instead of reaching XLA (where it would abort the process), the program
+    runs to the end of its piece with the callback turned off, and no later piece runs;
+    a ``save`` error stops training before the next piece. The first error is this
+    exception's ``__cause__``. Checkpoints written before it are untouched."""
+
+
+class _HostCalls:
+    """The host side of one compiled training program's progress callback.
+
+    The compiled program calls the bound method :meth:`on_epoch`, never a user's function
+    directly, so one compilation serves every call whatever callback it is given (armed
+    per call by :meth:`run`), and an exception in the callback is recorded instead of
+    reaching XLA: later callbacks of that call are skipped and :meth:`run` raises
+    :class:`HostCallbackError` once the program has finished. The callback receives
+    NumPy arrays and must not call JAX (in a program sharded over several devices that
+    would wait for the devices the callback is holding).
+    """
+
+    def __init__(self):
+        import threading
+        self._lock = threading.Lock()      # one call of this program at a time
+        self._progress = None
+        self._errors: list[BaseException] = []
+
+    def on_epoch(self, epoch, row) -> None:
+        if self._progress is None or self._errors:
+            return
+        try:
+            self._progress(int(epoch), jax.tree_util.tree_map(np.asarray, row))
+        except BaseException as e:  # noqa: BLE001 - must not reach XLA
+            self._errors.append(e)
+
+    def run(self, fn, args, progress):
+        with self._lock:
+            self._progress, self._errors = progress, []
+            try:
+                out = fn(*args)
+                jax.block_until_ready(out)
+                jax.effects_barrier()  # every callback has returned
+            finally:
+                errors, self._errors = self._errors, []
+                self._progress = None
+        if errors:
+            e = errors[0]
+            raise HostCallbackError(f"the progress callback failed during training: "
+                                    f"{type(e).__name__}: {e}") from e
+        return out
+
+
 @functools.lru_cache(maxsize=32)
-def _compiled(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch: int,
-              fresh: bool, progress: ProgressFn | None,
-              checkpoint: tuple[int, CheckpointFn] | None = None, mesh=None, n_members=None):
-    def run(keys_or_state, data):
+def _compiled(config: TrainConfig, ensemble: bool, segments: tuple, fresh: bool,
+              has_progress: bool = False, mesh=None, n_members=None):
+    """``(jitted run(keys_or_state, data, first_epoch), host)``: the training program for
+    one piece shape (``segments`` relative to ``first_epoch``, see :func:`_run_epochs`),
+    cached on plain data only, never on callbacks (see :class:`_HostCalls`)."""
+    host = _HostCalls() if has_progress else None
+
+    def run(keys_or_state, data, first_epoch):
         if fresh:
             init = functools.partial(init_state, config=config)
             state = (jax.vmap(init, in_axes=(0, None)) if ensemble else init)(keys_or_state, data)
         else:
             state = keys_or_state
-        state, hist = _run_epochs(state, data, config, start_epoch, stop_epoch, ensemble,
-                                  progress, mesh, n_members, checkpoint)
+        state, hist = _run_epochs(state, data, config, first_epoch, segments, ensemble,
+                                  host, mesh, n_members)
         if ensemble:  # History rows were stacked epoch-major; make it (seeds, E, ...)
             hist = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), hist)
         return state, hist
-    return jax.jit(run)
+    return jax.jit(run), host
+
+
+def _program(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch: int,
+             fresh: bool, progress=None):
+    """``make(mesh, n_members) -> run(keys_or_state, data)`` for :func:`_run_sharded`:
+    epochs ``[start_epoch, stop_epoch)`` by the cached compiled program of their shape,
+    with this call's progress callback armed."""
+    segments = epoch_segments(config, start_epoch, stop_epoch)
+    if not segments:
+        raise ValueError(f"nothing to run: epochs [{start_epoch}, {stop_epoch}) is empty")
+    relative = tuple((lo - start_epoch, hi - start_epoch, n) for lo, hi, n in segments)
+
+    def make(mesh=None, n_members=None):
+        fn, host = _compiled(config, ensemble, relative, fresh, progress is not None,
+                             mesh, n_members)
+        first = np.int32(start_epoch)
+        if mesh is not None:  # a replicated scalar on the (possibly multi-process) mesh
+            from jax.sharding import NamedSharding, PartitionSpec
+            first = jax.device_put(first, NamedSharding(mesh, PartitionSpec()))
+        if host is None:
+            return lambda state, data: fn(state, data, first)
+        return lambda state, data: host.run(fn, (state, data, first), progress)
+    return make
+
+
+def checkpoint_pieces(start_epoch: int, stop_epoch: int, every: int | None
+                      ) -> list[tuple[int, int]]:
+    """``[(lo, hi), ...]``: epochs ``[start, stop)`` cut after every epoch count that is a
+    multiple of ``every`` (``None``: one piece). A resumed run is cut where the
+    uninterrupted one was, so both run the same programs."""
+    if every is None:
+        return [(start_epoch, stop_epoch)]
+    cuts = sorted({e for e in range(start_epoch + 1, stop_epoch) if e % every == 0}
+                  | {stop_epoch})
+    return list(zip([start_epoch] + cuts[:-1], cuts))
+
+
+def _train_in_pieces(config, ensemble, start_epoch, stop_epoch, members, fresh, data,
+                     devices, progress, checkpoint):
+    """Run ``[start_epoch, stop_epoch)`` piece by piece (:func:`checkpoint_pieces`),
+    calling ``checkpoint``'s ``save`` on the host between pieces with host arrays."""
+    every, save = checkpoint if checkpoint is not None else (None, None)
+    state, rows = members, []
+    axis = 1 if ensemble else 0
+    for i, (lo, hi) in enumerate(checkpoint_pieces(start_epoch, stop_epoch, every)):
+        make = _program(config, ensemble, lo, hi, fresh and i == 0, progress)
+        state, hist = _run_sharded(make, state, data, devices) if ensemble else make()(
+            state, data)
+        rows.append(hist)
+        if save is None or jax.process_index() != 0:
+            continue
+        history = History(*(np.concatenate([np.asarray(getattr(r, f)) for r in rows], axis)
+                            for f in History._fields))
+        host_state = jax.tree_util.tree_map(np.asarray, _split_keys(state)[0])
+        try:
+            save(hi - 1, history, host_state)
+        except Exception as e:  # noqa: BLE001 - reported as one clear error
+            raise HostCallbackError(f"checkpoint save after epoch {hi} failed: "
+                                    f"{type(e).__name__}: {e}") from e
+    if len(rows) == 1:
+        return state, rows[0]
+    return state, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis), *rows)
 
 
 def check_data(data, name: str = "data") -> np.ndarray:
@@ -509,7 +625,8 @@ def train(seed_or_key, data, config: TrainConfig = TrainConfig(),
     """
     data = check_data(data)
     _check_config_against_data(data, config)
-    return _compiled(config, False, 0, config.epochs, True, progress)(_as_key(seed_or_key), jnp.asarray(data))
+    run = _program(config, False, 0, config.epochs, True, progress)()
+    return run(_as_key(seed_or_key), jnp.asarray(data))
 
 
 def ensemble_keys(seeds: Sequence[int] | Array) -> Array:
@@ -612,10 +729,17 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
         process must call this with the same arguments, every process gets the whole
         ensemble back, and ``progress``/``checkpoint`` run in one process only (the one
         holding the mesh's first device); ``tests/test_multihost.py`` runs 2 processes.
-      checkpoint: optional ``(every, save)``: ``save(epoch, history_row, state)`` is called
-        on the host from inside the program after every ``every``-th epoch and the last
-        one, with that epoch's history row and the ensemble state after it (resume with
-        :func:`continue_training` from ``epoch + 1``).
+      checkpoint: optional ``(every, save)``: the epochs run in pieces cut after every
+        ``every``-th epoch (:func:`checkpoint_pieces`), and between pieces, on the host,
+        ``save(epoch, history, state)`` is called with the last epoch run (0-based), the
+        :class:`History` of all epochs run so far in this call (NumPy, fields
+        ``(S, epoch + 1 - start, ...)``) and the ensemble state after it (NumPy; PRNG keys
+        as raw ``uint32`` key data, as :mod:`ncl.io` saves them); resume with
+        :func:`continue_training` from ``epoch + 1``. An exception in ``save`` stops
+        training before the next piece and raises :class:`HostCallbackError`; one in
+        ``progress`` too, at the end of the piece (never inside XLA). The compiled
+        programs are cached per shape and config, not per callback: a new callback
+        reuses them.
     Returns:
       ``(TrainState, History)`` with a leading ``(S,)`` axis on every leaf; history
       fields are ``(S, E, ...)``. Member ``i`` equals ``train(seeds[i], data, config)``.
@@ -626,9 +750,8 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
         keys = seeds
     else:
         keys = ensemble_keys(seeds)
-    make = functools.partial(_compiled, config, True, 0, config.epochs, True, progress,
-                             _check_checkpoint(checkpoint))
-    return _run_sharded(make, keys, jnp.asarray(data), devices)
+    return _train_in_pieces(config, True, 0, config.epochs, keys, True, jnp.asarray(data),
+                            devices, progress, _check_checkpoint(checkpoint))
 
 
 def _check_checkpoint(checkpoint):
@@ -681,11 +804,9 @@ def continue_training(state: TrainState, data, config: TrainConfig, start_epoch:
     if not np.all(steps == expected):
         raise ValueError(f"state has taken {np.unique(steps).tolist()} steps, but epoch "
                          f"{start_epoch} starts at step {expected}")
-    make = functools.partial(_compiled, config, ensemble, int(start_epoch), stop_epoch, False,
-                             progress, _check_checkpoint(checkpoint))
-    if not ensemble:
-        return make()(state, jnp.asarray(data))
-    return _run_sharded(make, state, jnp.asarray(data), devices)
+    return _train_in_pieces(config, ensemble, start_epoch, stop_epoch, state, False,
+                            jnp.asarray(data), devices, progress,
+                            _check_checkpoint(checkpoint))
 
 
 def _check_state(state, config: TrainConfig, n_visible: int, ensemble: bool) -> None:
@@ -719,3 +840,25 @@ def _check_state(state, config: TrainConfig, n_visible: int, ensemble: bool) -> 
 def member(tree, i: int):
     """Member ``i`` of an ensemble pytree (``TrainState`` or ``History``)."""
     return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+DIVERGENCE_FACTOR = 10.0  # a log-likelihood 10x worse than coin flips (-D ln 2) diverged
+
+
+def divergence_epochs(history, n_visible: int) -> np.ndarray:
+    """First diverged epoch of each member (0-based), -1 where none: host side.
+
+    An epoch diverged when a parameter is non-finite after it (``History.finite``) or its
+    on-the-fly log-likelihood is non-finite or below ``-DIVERGENCE_FACTOR · D · ln 2``
+    nats per sample, ten times worse than the model that flips a coin for every pixel
+    (a blown-up model whose weights are finite but huge, e.g. a log-likelihood of -1e31).
+
+    ``history``: fields ``(S, E)`` (an ensemble) or ``(E,)``. Returns ``(S,)`` or ``()``.
+    """
+    finite = np.asarray(history.finite, bool)
+    ll = np.asarray(history.loglik, np.float64)
+    threshold = -DIVERGENCE_FACTOR * n_visible * math.log(2.0)
+    with np.errstate(invalid="ignore"):
+        bad = ~finite | ~np.isfinite(ll) | (ll < threshold)
+    first = np.argmax(bad, axis=-1)
+    return np.where(bad.any(axis=-1), first, -1)

@@ -1,11 +1,16 @@
-"""Resumable runs: a real `ncl train` subprocess killed mid-run, then `--resume`, equals
-the uninterrupted run bit for bit; a checkpoint torn mid-write leaves the previous one."""
+"""Resumable runs, as a user runs them: a real `ncl train` subprocess with the DEFAULT
+device count (one XLA CPU device per core) is killed with SIGKILL at a random epoch, then
+`ncl train --resume DIR` (no other option: the recorded device count is used) must give a
+state and history equal, bit for bit, to the uninterrupted run. Bit-identity is
+guaranteed here: the resumed epochs run the same per-epoch program on the same shapes and
+devices, with step keys ``fold_in(key, step)``. Checked at the default checkpoint
+interval (10) and at others; a checkpoint torn mid-write leaves the previous one."""
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -15,8 +20,8 @@ from ncl import io
 from tests.conftest import REPO
 
 EPOCHS = 20
-ARGS = ["--seeds", "4", "--epochs", str(EPOCHS), "--steps-per-epoch", "40", "-T", "48",
-        "--batch-max", "60", "--checkpoint-every", "1", "--cpu-devices", "1", "-q"]
+ARGS = ["--seeds", "16", "--epochs", str(EPOCHS), "--steps-per-epoch", "60", "-T", "48",
+        "--batch-max", "60", "-q"]  # default --cpu-devices and --checkpoint-every
 
 
 def _ncl(*args, **kw):
@@ -33,30 +38,97 @@ def _leaves(state):
     return out
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
-    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
-    full = _ncl(*ARGS, "--out", str(full_dir))
-    cut = _ncl(*ARGS, "--out", str(cut_dir))
-    ckpt = cut_dir / io.CHECKPOINT_FILE
-    deadline = time.time() + 300
-    while time.time() < deadline and not ckpt.exists() and cut.poll() is None:
-        time.sleep(0.01)  # kill as soon as the first checkpoint exists
-    assert cut.poll() is None, "run finished before it could be interrupted"
-    cut.send_signal(signal.SIGKILL)
-    cut.wait()
-    assert not (cut_dir / io.CONFIG_FILE).exists()       # it really was interrupted
-    done = io.load_checkpoint(cut_dir).meta["epochs_done"]
-    assert 1 <= done < EPOCHS
-    assert full.wait(timeout=600) == 0, full.stderr.read()[-2000:]
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "run"
+    p = _ncl(*ARGS, "--out", str(out))
+    assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
+    return io.load_run(out)
 
-    resumed = _ncl("--resume", str(cut_dir), "--cpu-devices", "1", "-q")
+
+def _checkpoint_epochs(directory) -> int:
+    try:
+        return int(io.read_checkpoint_meta(directory)["epochs_done"])
+    except io.RunFileError:
+        return 0
+
+
+def _kill_and_resume(tmp_path, uninterrupted, every):
+    """Kill a run after a random due checkpoint plus a random fraction of an epoch;
+    resume it; compare with the uninterrupted run bit for bit."""
+    rng = random.Random()
+    extra = [] if every is None else ["--checkpoint-every", str(every)]
+    interval = 10 if every is None else every
+    for attempt in range(4):  # a fast machine may finish before the kill lands: retry
+        target = rng.choice(range(interval, EPOCHS, interval))
+        cut_dir = tmp_path / f"cut{attempt}"
+        cut = _ncl(*ARGS, *extra, "--out", str(cut_dir))
+        deadline = time.time() + 300
+        while (time.time() < deadline and cut.poll() is None
+               and _checkpoint_epochs(cut_dir) < target):
+            time.sleep(0.002)
+        if attempt < 2:
+            time.sleep(rng.uniform(0.0, 0.3))  # part of an epoch, or a few
+        cut.send_signal(signal.SIGKILL)
+        cut.wait()
+        if not (cut_dir / io.MANIFEST_FILE).exists():
+            break                                         # it really was interrupted
+    else:
+        pytest.fail("every run finished before it could be interrupted")
+    with pytest.raises(io.RunFileError):
+        io.load_run(cut_dir)                              # ... and is no finished run
+    done = io.load_checkpoint(cut_dir).meta["epochs_done"]
+    assert target <= done < EPOCHS and done % interval == 0
+
+    resumed = _ncl("--resume", str(cut_dir), "-q")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
-    a, b = io.load_run(full_dir), io.load_run(cut_dir)
+    a, b = uninterrupted, io.load_run(cut_dir)
+    assert b.meta["extra"]["cpu_devices"] == a.meta["extra"]["cpu_devices"] == os.cpu_count()
+    assert b.meta["provenance"]["device_count"] == a.meta["provenance"]["device_count"]
     for x, y in zip(_leaves(a.state), _leaves(b.state)):
         np.testing.assert_array_equal(x, y)
     for name in a.history._fields:
-        np.testing.assert_array_equal(getattr(a.history, name), getattr(b.history, name))
+        np.testing.assert_array_equal(getattr(a.history, name), getattr(b.history, name),
+                                      err_msg=f"{name}, killed after epoch {done}")
     assert b.meta["epochs_done"] == EPOCHS and not (cut_dir / io.CHECKPOINT_FILE).exists()
+
+
+@pytest.mark.parametrize("every", [None, 3], ids=["default-interval", "every-3"])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, every):
+    _kill_and_resume(tmp_path, uninterrupted, every)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("every", [1, 7])
+def test_killed_run_resumes_at_other_intervals(tmp_path, uninterrupted, every):
+    _kill_and_resume(tmp_path, uninterrupted, every)
+
+
+def test_checkpoints_hold_every_epoch_at_any_interval(paper_data):
+    """The history handed to ``save`` covers every epoch run so far (not only the due
+    ones) and equals the final history's prefix; intervals do not change results."""
+    from ncl.training import TrainConfig, continue_training, init_ensemble_state, train_ensemble
+    x = paper_data[0][:300]
+    cfg = TrainConfig(epochs=7, steps_per_epoch=2, chain_length=4, batch_min=4, batch_max=20,
+                      batch_buckets=1)
+    base_state, base = train_ensemble([0, 1, 2], x, cfg)
+    for every in (3,):
+        saved = {}
+        state, hist = train_ensemble([0, 1, 2], x, cfg, checkpoint=(
+            every, lambda e, h, s: saved.__setitem__(e, (h, np.asarray(s.step)))))
+        want = sorted({e for e in range(cfg.epochs) if (e + 1) % every == 0} | {6})
+        assert sorted(saved) == want
+        for e, (h, steps) in saved.items():
+            assert np.shape(h.loglik) == (3, e + 1)
+            np.testing.assert_array_equal(h.loglik, np.asarray(hist.loglik)[:, :e + 1])
+            assert (steps == (e + 1) * cfg.steps_per_epoch).all()
+        np.testing.assert_array_equal(np.asarray(hist.loglik), np.asarray(base.loglik))
+    # a resumed piece hands over the epochs of the piece
+    saved = {}
+    s4, _ = continue_training(init_ensemble_state([0, 1, 2], x, cfg), x, cfg, 0, 4)
+    continue_training(s4, x, cfg, 4, checkpoint=(2, lambda e, h, s: saved.__setitem__(e, h)))
+    assert sorted(saved) == [5, 6] and np.shape(saved[6].loglik) == (3, 3)
+    np.testing.assert_array_equal(saved[6].loglik, np.asarray(base.loglik)[:, 4:])
 
 
 def test_torn_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, paper_data):
