@@ -1,4 +1,4 @@
-"""Plain per-seed NumPy reference of one training step (SPEC.md).
+"""Plain per-seed NumPy reference of one training step (docs/model.md).
 
 This is deliberately independent of the ``ncl`` package. It serves two
 purposes:
@@ -7,9 +7,9 @@ purposes:
    write the model in NumPy -- vectorised over data and pixels, with Python
    loops over the T chain steps and over seeds;
 2. an independent numerical check of the JAX implementation (same formulas,
-   written out by hand from SPEC.md).
+   written out by hand from docs/model.md).
 
-Model (SPEC.md): visible x in {0,1}^D, hidden z (one-hot over L states by
+Model (docs/model.md): visible x in {0,1}^D, hidden z (one-hot over L states by
 default, or L factorised bits with ``hidden="binary"``), parameters
 ``w (D, L)``, ``a (D,)``, ``wbar (L, D)``, ``abar (L,)``.
 
@@ -83,7 +83,7 @@ def _center_vector(center, D, dtype):
 
 
 # ----------------------------------------------------------------------------
-# initialisation (SPEC, App. A1)
+# initialisation (docs/model.md, App. A1)
 # ----------------------------------------------------------------------------
 def init_params(rng, data, L, hidden="onehot"):
     """wbar = abar = a = 0; w[:, alpha] = logit((k + 0.5) / (n + 1)).
@@ -111,7 +111,7 @@ def init_params(rng, data, L, hidden="onehot"):
 
 
 # ----------------------------------------------------------------------------
-# chain (SPEC step 1)
+# chain (docs/model.md, training step 1)
 # ----------------------------------------------------------------------------
 def recognition_probs(params, x, center, hidden="onehot"):
     """(p, nu) for one visible state x.
@@ -159,7 +159,7 @@ def run_chain(rng, params, x0, T, center, hidden="onehot"):
 
 
 # ----------------------------------------------------------------------------
-# two-step gradient (SPEC steps 3, 4, 6)
+# two-step gradient (docs/model.md, training steps 3, 4, 6)
 # ----------------------------------------------------------------------------
 def two_step_gradient(params, xs, zs, batch, center, hidden="onehot"):
     """Closed-form two-step gradient (eqs. 16a-d, 17) and on-the-fly loglik.

@@ -1,4 +1,4 @@
-"""Diagnostics of a trained model (paper Sect. IV B, eqs. 3, 5, 7, 21–24; SPEC "Diagnostics").
+"""Diagnostics of a trained model (paper Sect. IV B, eqs. 3, 5, 7, 21–24; docs/model.md "Diagnostics").
 
 Hidden states are indexed ``0..S−1``: ``S = L`` for one-hot hidden units, ``S = 2**L``
 for binary ones (ordered as :func:`ncl.model.enumerate_hidden_states`; enumeration-based

@@ -1,6 +1,6 @@
 """The model: parameters, the two transition kernels A and Ā, exact sampling, App. A1 init.
 
-Notation follows Baiesi & Rosso (arXiv:2512.11415) and ``SPEC.md``:
+Notation follows Baiesi & Rosso (arXiv:2512.11415) and ``docs/model.md``:
 
 * visible ``x ∈ {0,1}^D``; hidden ``z`` is either one of ``L`` one-hot vectors
   (``hidden="onehot"``, the paper's experiments) or ``z ∈ {0,1}^L`` (``"binary"``,
@@ -185,7 +185,7 @@ def log_Abar(params: Params, x: Array, z: Array, center: Array, config: ModelCon
 
 def recognition_log_q(params: Params, x: Array, z: Array, center: Array,
                       config: ModelConfig) -> Array:
-    """The log-probability ``log q(z|x)`` whose gradient the two-step rule uses (SPEC step 4).
+    """The log-probability ``log q(z|x)`` whose gradient the two-step rule uses (docs/model.md, training step 4).
 
     For binary units and for the paper-literal one-hot default it is the factorised
     eq. (11) form ``Σ_β [z_β log σ(g_β) + (1 − z_β) log σ(−g_β)]``; for ``softmax``
