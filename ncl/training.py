@@ -750,6 +750,7 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
         keys = seeds
     else:
         keys = ensemble_keys(seeds)
+    check_fits_in_memory(config, int(keys.shape[0]), data.shape[0], data.shape[1])
     return _train_in_pieces(config, True, 0, config.epochs, keys, True, jnp.asarray(data),
                             devices, progress, _check_checkpoint(checkpoint))
 
@@ -804,6 +805,8 @@ def continue_training(state: TrainState, data, config: TrainConfig, start_epoch:
     if not np.all(steps == expected):
         raise ValueError(f"state has taken {np.unique(steps).tolist()} steps, but epoch "
                          f"{start_epoch} starts at step {expected}")
+    check_fits_in_memory(config, int(np.shape(state.step)[0]) if ensemble else 1,
+                         data.shape[0], data.shape[1])
     return _train_in_pieces(config, ensemble, start_epoch, stop_epoch, state, False,
                             jnp.asarray(data), devices, progress,
                             _check_checkpoint(checkpoint))
@@ -862,3 +865,60 @@ def divergence_epochs(history, n_visible: int) -> np.ndarray:
         bad = ~finite | ~np.isfinite(ll) | (ll < threshold)
     first = np.argmax(bad, axis=-1)
     return np.where(bad.any(axis=-1), first, -1)
+
+
+def estimate_memory_bytes(config: TrainConfig, n_members: int, n_samples: int,
+                          n_visible: int) -> int:
+    """A coarse estimate (within a factor of about 2) of the memory a training run needs.
+
+    Per member, kept for the whole run: parameters and RMSprop state (about ``4·D·L``
+    floats), chain and centering vector. Per member of one chunk
+    (``TrainConfig.member_chunk``), during a step: the trajectory (``T·C·(D + L)``, twice
+    for the gradient), the padded minibatch (``N·D``), gradient terms (``2·D·L``), the
+    App. A1 init product (``L·N_D``) and, with the monitor, the likelihood of the data
+    given p̄ over the hidden states (``S·N_D``). Shared: the data (``N_D·D``). All float32,
+    times 2 for XLA's temporaries. Used to refuse sizes that cannot fit before
+    compiling, not as a measurement (``benchmarks/bench_scale.py`` measures).
+    """
+    D, L, N_D = int(n_visible), int(config.model.n_hidden), int(n_samples)
+    C, Tn = config.n_chains, config.chain_length
+    S = config.model.n_states if config.monitor and monitor_lib.monitor_supported(
+        config.model) else 0
+    per_member = 4 * D * L + 3 * D + 2 * L + C * D
+    per_chunk_member = 2 * Tn * C * (D + L) + config.batch_max * D + 2 * D * L + L * N_D + S * N_D
+    chunk = min(n_members, config.member_chunk)
+    floats = n_members * per_member + chunk * per_chunk_member + N_D * D
+    return int(2 * 4 * floats)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory of the first device (``bytes_limit`` of an accelerator), or the host's
+    physical memory for CPU devices; None where unknown."""
+    import os
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+        if stats.get("bytes_limit"):
+            return int(stats["bytes_limit"])
+    except Exception:  # noqa: BLE001 - CPU devices have no memory_stats
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(config: TrainConfig, n_members: int, n_samples: int,
+                         n_visible: int, n_devices: int = 1) -> None:
+    """``ValueError`` before compiling when :func:`estimate_memory_bytes` (spread over
+    ``n_devices`` sharing one host for CPU devices) exceeds the available memory."""
+    need = estimate_memory_bytes(config, n_members, n_samples, n_visible)
+    have = available_memory_bytes()
+    on_cpu = jax.devices()[0].platform == "cpu"
+    if have is None or need <= have * (1 if on_cpu else max(1, n_devices)):
+        return
+    gib = 2.0 ** 30
+    raise ValueError(
+        f"this run needs about {need / gib:.1f} GiB ({n_members} members, L = "
+        f"{config.model.n_hidden}, D = {n_visible}, {n_samples} samples, T = "
+        f"{config.chain_length}), more than the {have / gib:.1f} GiB available; train fewer "
+        f"seeds per call, lower member_chunk ({config.member_chunk}), L or the data size")
