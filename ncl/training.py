@@ -570,7 +570,11 @@ def check_data(data, name: str = "data") -> np.ndarray:
 
     Raises ``ValueError`` naming the problem (rank, emptiness, NaN/inf, non-binary values).
     """
-    arr = np.asarray(data)
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as e:  # ragged lists, unconvertible objects
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_visible) of 0/1 values; "
+                         f"cannot convert it ({e})") from None
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_visible), got shape "
                          f"{arr.shape}; flatten images first, e.g. x.reshape(len(x), -1)")
@@ -578,8 +582,9 @@ def check_data(data, name: str = "data") -> np.ndarray:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     if arr.dtype == bool:
         return arr.astype(np.float32)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be numeric 0/1 values, got dtype {arr.dtype}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must be numeric 0/1 values (bool, int or float), got dtype "
+                         f"{arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf values")
     if not np.all((arr == 0) | (arr == 1)):
