@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ncl import _validate as _v
+
 Array = jax.Array
 
 DEFAULT_FILE = "classifier_digits012.npz"
@@ -68,12 +70,15 @@ class ClassifierConfig:
     l2: float = 1e-4
 
     def __post_init__(self):
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be a positive int, got {self.steps!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if not self.l2 >= 0:
-            raise ValueError(f"l2 must be non-negative, got {self.l2!r}")
+        _v.check_fields(self, _CLASSIFIER_RULES)
+
+
+_CLASSIFIER_RULES = {
+    "steps": (_v.integer, dict(min=1)),
+    "learning_rate": (_v.real, dict(min=0, min_open=True)),
+    "l2": (_v.real, dict(min=0)),
+}
+"""One type-and-range rule per :class:`ClassifierConfig` field (:mod:`ncl._validate`)."""
 
 
 def logits(params: ClassifierParams, x: Array) -> Array:

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ncl import _validate as _v
 from ncl import chain as chain_lib
 from ncl import classifier as clf
 from ncl import diagnostics as dg
@@ -76,6 +77,9 @@ class Arm:
 
     name: str
     config: TrainConfig
+
+    def __post_init__(self):
+        _v.check_fields(self, _ARM_RULES)
 
     @property
     def family(self) -> str:
@@ -123,22 +127,12 @@ class CompareConfig:
     key_seed: int = 0
 
     def __post_init__(self):
+        _v.check_fields(self, _COMPARE_RULES)
         if self.train.family != "ncl":
             raise ValueError("CompareConfig.train is the main model's config (family 'ncl')")
-        for name in ("n_seeds", "sample_chains", "samples_per_chain", "sample_spacing",
-                     "n_boot"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.n_seeds < 2:
-            raise ValueError(f"n_seeds must be at least 2 (spread over seeds), got {self.n_seeds}")
-        if self.sample_start not in ("noise", "data"):
-            raise ValueError(f"sample_start must be 'noise' or 'data', got {self.sample_start!r}")
-        if not 0.0 < self.confidence < 1.0:
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence!r}")
-        for lr in self.rbm_learning_rates:
-            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                raise ValueError(f"rbm_learning_rates must be positive numbers, got {lr!r}")
+        if self.first_seed + self.n_seeds > _v.SEED_LIMIT:
+            raise ValueError(f"first_seed + n_seeds ({self.first_seed} + {self.n_seeds}) must "
+                             f"be at most 2**32 (seeds wrap modulo 2**32); lower first_seed")
 
     @property
     def seeds(self) -> list[int]:
@@ -159,6 +153,31 @@ class CompareConfig:
         d = dataclasses.asdict(self)
         d["train"] = self.train.to_dict()
         return d
+
+
+_ARM_RULES = {
+    "name": (_v.text, {}),
+    "config": (_v.instance, dict(cls=TrainConfig)),
+}
+"""One type rule per :class:`Arm` field (:mod:`ncl._validate`)."""
+
+_COMPARE_RULES = {
+    "train": (_v.instance, dict(cls=TrainConfig)),
+    "n_seeds": (_v.integer, dict(min=2)),
+    "first_seed": (_v.seed, {}),
+    "rbm_learning_rates": (_v.real_tuple, dict(min=0, min_open=True)),
+    "rbm_exact": (_v.boolean, {}),
+    "diagnostics": (_v.instance, dict(cls=dg.DiagnosticsConfig)),
+    "sample_chains": (_v.integer, dict(min=1)),
+    "sample_start": (_v.choice, dict(choices=("noise", "data"))),
+    "sample_burn_in": (_v.integer, dict(min=0)),
+    "samples_per_chain": (_v.integer, dict(min=1)),
+    "sample_spacing": (_v.integer, dict(min=1)),
+    "confidence": (_v.real, dict(min=0, max=1, min_open=True, max_open=True)),
+    "n_boot": (_v.integer, dict(min=1)),
+    "key_seed": (_v.seed, {}),
+}
+"""One type-and-range rule per :class:`CompareConfig` field (:mod:`ncl._validate`)."""
 
 
 # ----------------------------------------------------------------------------- samples

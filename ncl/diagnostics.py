@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ncl import _validate as _v
 from ncl import chain as chain_lib
 from ncl import classifier as clf
 from ncl.model import (ModelConfig, Params, _onehot_sampling_logits, bernoulli_from_bits,
@@ -87,21 +88,10 @@ class DiagnosticsConfig:
     rb_chunk: int = 250
 
     def __post_init__(self):
-        for name in ("n_steps", "n_chains", "rb_samples", "loglik_chunk", "segment",
-                     "rb_chunk"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if (not isinstance(self.burn_in, (int, np.integer)) or isinstance(self.burn_in, bool)
-                or self.burn_in < 0):
-            raise ValueError(f"burn_in must be a non-negative int, got {self.burn_in!r}")
-        if self.n_chains < 2:
-            raise ValueError(f"n_chains must be at least 2 (error bars), got {self.n_chains}")
+        _v.check_fields(self, _DIAGNOSTICS_RULES)
         if self.n_steps < 2 * self.n_chains:
             raise ValueError(f"n_steps ({self.n_steps}) must be at least 2 * n_chains "
                              f"({2 * self.n_chains})")
-        if not (0.0 < self.p_floor < 1.0):
-            raise ValueError(f"p_floor must be in (0, 1), got {self.p_floor!r}")
 
     @property
     def steps_per_chain(self) -> int:
@@ -110,6 +100,19 @@ class DiagnosticsConfig:
     @property
     def rb_per_group(self) -> int:
         return -(-self.rb_samples // self.n_chains)
+
+
+_DIAGNOSTICS_RULES = {
+    "burn_in": (_v.integer, dict(min=0)),
+    "n_steps": (_v.integer, dict(min=1)),
+    "n_chains": (_v.integer, dict(min=2)),
+    "rb_samples": (_v.integer, dict(min=1)),
+    "loglik_chunk": (_v.integer, dict(min=1)),
+    "p_floor": (_v.real, dict(min=0, max=1, min_open=True, max_open=True)),
+    "segment": (_v.integer, dict(min=1)),
+    "rb_chunk": (_v.integer, dict(min=1)),
+}
+"""One type-and-range rule per :class:`DiagnosticsConfig` field (:mod:`ncl._validate`)."""
 
 
 def _check_model_inputs(params, center, config: ModelConfig, n_visible: int | None,

@@ -21,6 +21,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ncl import _validate as _v
+
 Array = jax.Array
 
 HIDDEN_KINDS = ("onehot", "binary")
@@ -68,15 +70,7 @@ class ModelConfig:
     learn_visible_bias: bool | None = None
 
     def __post_init__(self):
-        if not isinstance(self.n_hidden, int) or isinstance(self.n_hidden, bool):
-            raise TypeError(f"n_hidden must be an int, got {self.n_hidden!r}")
-        if self.n_hidden < 2:
-            raise ValueError(f"n_hidden (L) must be at least 2, got {self.n_hidden}")
-        if self.hidden not in HIDDEN_KINDS:
-            raise ValueError(f"hidden must be one of {HIDDEN_KINDS}, got {self.hidden!r}")
-        if self.recognition not in RECOGNITION_KINDS:
-            raise ValueError(
-                f"recognition must be one of {RECOGNITION_KINDS}, got {self.recognition!r}")
+        _v.check_fields(self, _MODEL_RULES)
         if self.hidden == "binary" and self.recognition != "paper":
             raise ValueError(
                 "recognition options 'softmax' and 'eq19-exact' apply to one-hot hidden units "
@@ -92,6 +86,16 @@ class ModelConfig:
     def n_states(self) -> int:
         """Number of hidden states: ``L`` (one-hot) or ``2**L`` (binary)."""
         return self.n_hidden if self.hidden == "onehot" else 2 ** self.n_hidden
+
+
+_MODEL_RULES = {
+    "n_hidden": (_v.integer, dict(min=2, label="n_hidden (L)")),
+    "hidden": (_v.choice, dict(choices=HIDDEN_KINDS)),
+    "recognition": (_v.choice, dict(choices=RECOGNITION_KINDS)),
+    "centering": (_v.boolean, {}),
+    "learn_visible_bias": (_v.boolean, dict(optional=True)),
+}
+"""One type-and-range rule per :class:`ModelConfig` field (:mod:`ncl._validate`)."""
 
 
 # ----------------------------------------------------------------------------- validation

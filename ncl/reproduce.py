@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ncl import _validate as _v
 from ncl.diagnostics import DiagnosticsConfig
 from ncl.training import TrainConfig
 
@@ -537,7 +538,7 @@ def reproduce(out_dir, seeds: Sequence[int] = range(36), config: TrainConfig = T
     check_enumerable(config.model)  # fail before training, not after it
     log = _Log(quiet or progress is False)
     out_dir = Path(out_dir)
-    seeds = [int(s) for s in seeds]
+    seeds = _v.seeds("seeds", seeds)  # before any work: ValueError naming the seed
     dcfg = paper_diagnostics_config() if dcfg is None else dcfg
     if data is None:
         from ncl.data import load_paper_data
@@ -595,6 +596,50 @@ class RunParameters:
     history: object          # attribute access to the History fields present
     seeds: tuple
     meta: dict
+
+    def __post_init__(self):
+        _v.check_fields(self, _RUN_PARAMETER_RULES)
+        if self.params.w.shape[0] != len(self.seeds) or self.center.shape[0] != len(self.seeds):
+            raise ValueError(f"RunParameters: params hold {self.params.w.shape[0]} and center "
+                             f"{self.center.shape[0]} members, but {len(self.seeds)} seeds are "
+                             "given; the run's files do not belong together")
+
+
+def _ensemble_params(name, value, *, where="", example=None):
+    """The rule of ``RunParameters.params``: :class:`ncl.model.Params` of an ensemble."""
+    from ncl.model import Params
+    if not isinstance(value, Params):
+        raise TypeError(f"{name} must be ncl.model.Params (w, a, wbar, abar), got "
+                        f"{type(value).__name__} ({where}.{name})")
+    _v.array(f"{name}.w", value.w, 3, where=where)
+    return value
+
+
+def _history(name, value, *, where="", example=None):
+    """The rule of ``RunParameters.history``: an object with History fields as attributes."""
+    from ncl.training import History
+    if not any(hasattr(value, f) for f in History._fields) or isinstance(value, type):
+        raise TypeError(f"{name} must be an ncl.training.History or an object with its fields "
+                        f"as attributes (e.g. types.SimpleNamespace), got "
+                        f"{type(value).__name__} ({where}.{name})")
+    return value
+
+
+def _seed_tuple(name, value, *, where="", example=None):
+    """The rule of ``RunParameters.seeds``: a tuple of seeds (repeats allowed: a run saved
+    by an older ncl may hold them; it is diagnosed as it is)."""
+    return tuple(_v.seeds(name, value, unique=False, where=where))
+
+
+_RUN_PARAMETER_RULES = {
+    "config": (_v.instance, dict(cls=TrainConfig)),
+    "params": (_ensemble_params, {}),
+    "center": (_v.array, dict(ndim=2)),
+    "history": (_history, {}),
+    "seeds": (_seed_tuple, {}),
+    "meta": (_v.mapping, {}),
+}
+"""One type rule per :class:`RunParameters` field (:mod:`ncl._validate`)."""
 
 
 def load_run_parameters(run_dir, log=None) -> RunParameters:

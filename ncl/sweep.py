@@ -20,9 +20,11 @@ import dataclasses
 import itertools
 from typing import Any, NamedTuple, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ncl import _validate as _v
 from ncl.training import (History, TrainConfig, TrainState, check_data, continue_training,
                           init_ensemble_state)
 
@@ -98,6 +100,9 @@ class SweepMember:
     settings: tuple[tuple[str, Any], ...]
     config: TrainConfig
 
+    def __post_init__(self):
+        _v.check_fields(self, _MEMBER_RULES)
+
     @property
     def shape_config(self) -> TrainConfig:
         """The config of this member's compiled group (per-member settings at defaults)."""
@@ -105,9 +110,33 @@ class SweepMember:
         return _with(base, "model.centering", True)
 
 
+def _settings(name: str, value, *, where: str = "", example=None) -> tuple:
+    """The rule of ``SweepMember.settings``: ``(setting, value)`` pairs of known settings."""
+    ok = isinstance(value, (tuple, list)) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and p[0] in SWEEPABLE
+        for p in value)
+    if not ok:
+        raise TypeError(f"{name} must be a tuple of (setting, value) pairs with settings from "
+                        f"{sorted(SWEEPABLE)}, got {value!r} ({type(value).__name__}) "
+                        f"({where}.{name})")
+    return tuple(value)
+
+
+_MEMBER_RULES = {
+    "index": (_v.integer, dict(min=0)),
+    "seed": (_v.seed, {}),
+    "settings": (_settings, {}),
+    "config": (_v.instance, dict(cls=TrainConfig)),
+}
+"""One type-and-range rule per :class:`SweepMember` field (:mod:`ncl._validate`)."""
+
+
 def expand(base: TrainConfig, grid: dict[str, Sequence], seeds: Sequence[int]
            ) -> list[SweepMember]:
-    """All (grid point × seed) members, grid-major. Invalid combinations raise ValueError."""
+    """All (grid point × seed) members, grid-major. Invalid combinations raise ValueError,
+    values of the wrong type TypeError (the config rules); ``seeds`` must be distinct ints
+    in ``[0, 2**32)`` (each grid point trains every seed once)."""
+    seeds = _v.seeds("seeds", seeds)
     names = list(grid)
     members = []
     for values in itertools.product(*(grid[n] for n in names)):
@@ -147,8 +176,10 @@ def train_sweep(members: Sequence[SweepMember], data, progress=None, devices=Non
     data = check_data(data)
     results = []
     for gi, (config, group) in enumerate(group_members(members).items()):
-        seeds = [m.seed for m in group]
-        state = init_ensemble_state(seeds, data, config)
+        # a group may hold one seed several times (e.g. one per learning rate): keys of
+        # the members' own (validated) seeds, exactly as ensemble_keys builds them
+        keys = jax.vmap(jax.random.key)(jnp.asarray([m.seed for m in group], jnp.uint32))
+        state = init_ensemble_state(keys, data, config)
         lrs = jnp.asarray([m.config.learning_rate for m in group], jnp.float32)
         centred = jnp.asarray([m.config.model.centering for m in group])
         hyper = dict(state.opt_state.hyperparams, learning_rate=lrs)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ncl import _validate as _v
 from ncl import chain as chain_lib
 from ncl import exact as exact_lib
 from ncl import monitor as monitor_lib
@@ -98,31 +99,14 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.model, dict):  # convenience: TrainConfig(model={...})
             object.__setattr__(self, "model", _model_config_from_dict(self.model))
-        if not isinstance(self.model, ModelConfig):
-            raise TypeError(f"model must be a ModelConfig, got {type(self.model).__name__}")
-        for name in ("chain_length", "n_chains", "epochs", "steps_per_epoch", "batch_min",
-                     "batch_max", "batch_buckets", "scan_unroll", "member_chunk"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an integer, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+        _v.check_fields(self, _TRAIN_RULES)
         if self.batch_min > self.batch_max:
             raise ValueError(f"batch_min ({self.batch_min}) must not exceed batch_max "
                              f"({self.batch_max})")
-        for name in ("learning_rate", "rmsprop_eps"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if not (0.0 <= self.rmsprop_decay < 1.0):
-            raise ValueError(f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}")
-        if not (0.0 < self.init_subset_fraction <= 1.0):
-            raise ValueError(
-                f"init_subset_fraction must be in (0, 1], got {self.init_subset_fraction}")
-        if self.gradient not in GRADIENT_FORMS:
-            raise ValueError(f"gradient must be one of {GRADIENT_FORMS}, got {self.gradient!r}")
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.epochs * self.steps_per_epoch > _v.INT32_MAX:
+            raise ValueError(f"epochs * steps_per_epoch ({self.epochs} * {self.steps_per_epoch}"
+                             f") must be at most {_v.INT32_MAX} (the step counter is int32); "
+                             "lower epochs or steps_per_epoch")
         if self.model.hidden == "binary" and self.model.n_hidden > 30:
             raise ValueError(f"binary hidden layer with L={self.model.n_hidden} units is not "
                              "supported (hidden states are indexed by int32); use L <= 30")
@@ -146,19 +130,42 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown TrainConfig option(s): {sorted(unknown)}; "
+            raise ValueError(f"unknown TrainConfig option(s): {sorted(unknown, key=str)}; "
                              f"valid options: {sorted(known)}")
         if isinstance(d.get("model"), dict):
             d["model"] = _model_config_from_dict(d["model"])
         return cls(**d)
 
 
+_TRAIN_RULES = {
+    "model": (_v.instance, dict(cls=ModelConfig)),
+    "chain_length": (_v.integer, dict(min=1)),
+    "n_chains": (_v.integer, dict(min=1)),
+    "learning_rate": (_v.real, dict(min=0, min_open=True)),
+    "epochs": (_v.integer, dict(min=1)),
+    "steps_per_epoch": (_v.integer, dict(min=1)),
+    "batch_min": (_v.integer, dict(min=1)),
+    "batch_max": (_v.integer, dict(min=1)),
+    "rmsprop_decay": (_v.real, dict(min=0, max=1, max_open=True)),
+    "rmsprop_eps": (_v.real, dict(min=0, min_open=True)),
+    "init_subset_fraction": (_v.real, dict(min=0, max=1, min_open=True)),
+    "gradient": (_v.choice, dict(choices=GRADIENT_FORMS)),
+    "family": (_v.choice, dict(choices=FAMILIES)),
+    "batch_buckets": (_v.integer, dict(min=1)),
+    "monitor": (_v.boolean, {}),
+    "scan_unroll": (_v.integer, dict(min=1)),
+    "member_chunk": (_v.integer, dict(min=1)),
+}
+"""One type-and-range rule per :class:`TrainConfig` field (:mod:`ncl._validate`)."""
+
+
 def _model_config_from_dict(d: dict) -> ModelConfig:
+    """``TrainConfig.model`` given as a dict of :class:`ModelConfig` options."""
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = set(d) - known
     if unknown:
-        raise ValueError(f"unknown ModelConfig option(s): {sorted(unknown)}; "
-                         f"valid options: {sorted(known)}")
+        raise ValueError(f"unknown ModelConfig option(s): {sorted(unknown, key=str)}; "
+                         f"valid options: {sorted(known)} (TrainConfig.model)")
     return ModelConfig(**d)
 
 
@@ -635,10 +642,13 @@ def train(seed_or_key, data, config: TrainConfig = TrainConfig(),
 
 
 def ensemble_keys(seeds: Sequence[int] | Array) -> Array:
-    """Typed keys ``(S,)`` for a sequence of int seeds (``jax.random.key(seed)`` each)."""
-    seeds = np.asarray(seeds)
-    if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
-        raise ValueError(f"seeds must be a non-empty 1-D sequence of ints, got {seeds!r}")
+    """Typed keys ``(S,)`` for a sequence of int seeds (``jax.random.key(seed)`` each).
+
+    ``ValueError`` naming the offending seeds unless they are distinct integers in
+    ``[0, 2**32)`` (:func:`ncl._validate.seeds`): larger or negative ones would wrap
+    modulo 2**32 and a repeated one would train the same member twice.
+    """
+    seeds = _v.seeds("seeds", seeds)
     return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
 
 

@@ -225,6 +225,69 @@ def test_non_integer_epoch_count():
     raises_cleanly(TypeError, "epochs must be an integer", T.TrainConfig, epochs=2.5)
 
 
+def test_string_boolean_in_a_config_dict_is_refused():
+    """``"centering": "no"`` used to train WITH centering (a non-empty string is truthy)."""
+    err = raises_cleanly(TypeError, "centering must be true or false", T.TrainConfig.from_dict,
+                         {"model": {"centering": "no"}})
+    assert "'no' (str)" in str(err) and "ModelConfig.centering" in str(err)
+    raises_cleanly(TypeError, "monitor must be true or false", T.TrainConfig, monitor="false")
+
+
+@pytest.mark.parametrize("field, value", [("epochs", True), ("chain_length", 4.0),
+                                          ("n_chains", "2"), ("batch_max", None)])
+def test_booleans_floats_and_strings_are_not_integers(field, value):
+    raises_cleanly(TypeError, f"{field} must be an integer", T.TrainConfig, **{field: value})
+
+
+@pytest.mark.parametrize("field", ["learning_rate", "rmsprop_decay", "rmsprop_eps",
+                                   "init_subset_fraction"])
+@pytest.mark.parametrize("value", ["0.1", None, True, [0.1]])
+def test_wrong_types_of_real_fields_name_the_field(field, value):
+    """Once a bare ``'<=' not supported`` TypeError that named no field."""
+    err = raises_cleanly(TypeError, f"^{field} must be ", T.TrainConfig, **{field: value})
+    assert f"TrainConfig.{field}" in str(err)
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_values():
+    cfg = T.TrainConfig(learning_rate=np.float32(0.1), epochs=np.int64(6),
+                        model=ModelConfig(n_hidden=np.int64(6), centering=np.bool_(False)))
+    assert (type(cfg.learning_rate), type(cfg.epochs), type(cfg.model.n_hidden),
+            type(cfg.model.centering)) == (float, int, int, bool)
+    assert T.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert dg.DiagnosticsConfig(n_steps=np.int32(64), p_floor=np.float32(0.01)).n_steps == 64
+
+
+def test_other_configs_check_types_too():
+    from ncl import classifier as clf
+    from ncl import compare as cmp
+    raises_cleanly(TypeError, "rbm_exact must be true or false", cmp.CompareConfig,
+                   rbm_exact="yes")
+    raises_cleanly(TypeError, "sample_start must be one of 'noise', 'data'",
+                   cmp.CompareConfig, sample_start=0)
+    raises_cleanly(ValueError, "key_seed must be at most 4294967295", cmp.CompareConfig,
+                   key_seed=2 ** 32)
+    raises_cleanly(ValueError, r"first_seed \+ n_seeds", cmp.CompareConfig,
+                   first_seed=2 ** 32 - 2)
+    raises_cleanly(TypeError, r"p_floor must be a number in \(0, 1\)", dg.DiagnosticsConfig,
+                   p_floor="small")
+    raises_cleanly(TypeError, "burn_in must be an integer", dg.DiagnosticsConfig,
+                   burn_in=2.5)
+    raises_cleanly(TypeError, "steps must be an integer", clf.ClassifierConfig, steps=True)
+    raises_cleanly(TypeError, "l2 must be a non-negative finite number",
+                   clf.ClassifierConfig, l2="0")
+
+
+@pytest.mark.parametrize("seeds, phrase", [
+    ([0, 0], r"distinct .*\[0\] repeated"), ([2 ** 32], r"\[0, 2\*\*32\).*4294967296"),
+    ([-1, 2], r"\[-1\]"), ([True, 1], r"seeds\[0\] is True"), ([0.0], r"seeds\[0\] is 0\.0"),
+])
+def test_bad_seeds_are_refused_before_training(x, seeds, phrase):
+    for fn in (T.train_ensemble, T.init_ensemble_state):
+        raises_cleanly(ValueError, phrase, fn, seeds, x, CFG)
+    raises_cleanly(ValueError, phrase, rp.reproduce, "/nonexistent/never-written", seeds=seeds,
+                   config=CFG, data=x)
+
+
 def test_minibatch_larger_than_the_data_set(x):
     for fn in (lambda: T.train(0, x[:5], CFG), lambda: T.train_ensemble([0], x[:5], CFG),
                lambda: T.init_ensemble_state([0], x[:5], CFG)):
@@ -387,6 +450,29 @@ def test_cli_bad_config_file(capsys, tmp_path, content, phrase):
     cfg.write_text(content)
     _expect(capsys, ["train", *QUICK, "--config", str(cfg), "--out", str(tmp_path / "o")],
             2, phrase)
+
+
+@pytest.mark.parametrize("content, phrase", [
+    ('{"model": {"centering": "no"}}',
+     "--config: centering must be true or false (a boolean), got 'no' (str)"),
+    ('{"monitor": 0}', "--config: monitor must be true or false (a boolean), got 0 (int)"),
+    ('{"epochs": true}', "--config: epochs must be an integer"),
+    ('{"gradient": 1}', "--config: gradient must be one of 'closed-form'"),
+    ('{"rmsprop_decay": "0.9"}', "--config: rmsprop_decay must be a number in [0, 1)"),
+], ids=["centering-string", "monitor-int", "epochs-bool", "gradient-int", "decay-string"])
+def test_cli_config_file_values_of_the_wrong_type(capsys, tmp_path, content, phrase):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(content)
+    _expect(capsys, ["train", *QUICK, "--config", str(cfg), "--out", str(tmp_path / "o")],
+            2, phrase)
+
+
+def test_cli_seeds_past_2_to_the_32_are_refused(capsys, tmp_path):
+    """--first-seed 4294967295 --seeds 2 would train seed 2**32, which wraps onto 0."""
+    code, err = _cli(capsys, ["train", *QUICK, "--first-seed", str(2 ** 32 - 1), "--out",
+                              str(tmp_path / "o")])
+    assert code in (1, 2) and "Traceback" not in err, err
+    assert "4294967296" in err and "2**32" in err, err
 
 
 def test_cli_bad_toml_and_missing_config_file(capsys, tmp_path):
