@@ -27,7 +27,8 @@ CHILD = textwrap.dedent("""
     import jax
     cfg_in = json.loads(sys.argv[1])
     if cfg_in["cpu_devices"]:
-        jax.config.update("jax_num_cpu_devices", cfg_in["cpu_devices"])
+        from ncl._compat import set_num_cpu_devices
+        set_num_cpu_devices(cfg_in["cpu_devices"])
     import jax.numpy as jnp, numpy as np
     from ncl import training as T
     from ncl.model import ModelConfig

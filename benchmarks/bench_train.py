@@ -38,7 +38,8 @@ CHILD = textwrap.dedent("""
     import json, sys, time
     import jax
     a = json.loads(sys.argv[1])
-    jax.config.update("jax_num_cpu_devices", a["cpu_devices"])
+    from ncl._compat import set_num_cpu_devices
+    set_num_cpu_devices(a["cpu_devices"])
     import numpy as np
     from ncl.data import load_paper_data
     from ncl.training import TrainConfig, train_ensemble

@@ -211,9 +211,11 @@ def configure_cpu_devices(n: int | None, start: bool = True) -> int:
     import os
 
     import jax
+
+    from ncl._compat import set_num_cpu_devices
     n = n or os.cpu_count() or 1
     try:
-        jax.config.update("jax_num_cpu_devices", int(n))
+        set_num_cpu_devices(int(n))
     except RuntimeError:
         pass
     return len(jax.local_devices()) if start else int(n)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ncl import chain as C
+from ncl._compat import enable_x64
 from ncl import gradient as G
 from ncl import model as M
 from tests.conftest import REPO
@@ -174,7 +175,7 @@ def test_closed_form_equals_autodiff_surrogate(config, use_jit):
 
 def test_closed_form_gradient_matches_finite_differences_float64():
     """Closed form vs central finite differences of the surrogate (float64, all params)."""
-    with jax.enable_x64(True):
+    with enable_x64(True):
         for config in ALL_CONFIGS:
             p, traj, batch, center, mask = _random_problem(jax.random.key(5), config, D=5, T=3,
                                                            Cn=1, N=4)

@@ -15,7 +15,8 @@ SCRIPT = textwrap.dedent("""
     import json, sys, jax
     pid, port = int(sys.argv[1]), sys.argv[2]
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.config.update("jax_num_cpu_devices", 2)
+    from ncl._compat import set_num_cpu_devices
+    set_num_cpu_devices(2)
     jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
                                process_id=pid)
     import numpy as np
