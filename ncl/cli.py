@@ -403,6 +403,17 @@ def check_no_run_files(out: Path, overwrite: bool, what: str = "a run") -> None:
                          f"--out, pass --overwrite to replace it{resume}")
 
 
+def seeds_from_args(first_seed: int, n_seeds: int) -> list[int]:
+    """Seeds ``first_seed .. first_seed + n_seeds - 1``, checked (``[0, 2**32)``: larger
+    ones would wrap onto other seeds) before anything starts."""
+    from ncl import _validate
+    seeds = list(range(first_seed, first_seed + n_seeds))
+    try:
+        return _validate.seeds("seeds", seeds)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--first-seed/--seeds: {e}")
+
+
 def cmd_train(args) -> int:
     from ncl import io
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -413,12 +424,7 @@ def cmd_train(args) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a directory; choose another --out")
     check_no_run_files(out, args.overwrite)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    try:
-        from ncl import _validate  # TODO-INTEGRATE
-        _validate.seeds("seeds", seeds)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"--first-seed/--seeds: {e}")
+    seeds = seeds_from_args(args.first_seed, args.seeds)
     log = _start_training_processes(args, args.cpu_devices, log)
     import jax
     n_dev = jax.local_device_count()
@@ -613,7 +619,7 @@ def cmd_reproduce(args) -> int:
         raise UsageError(f"-L/--hidden: {e}")
     x, y, info = load_data_from_args(args)
     check_batch_against_data([config], x.shape[0])
-    seeds = list(range(args.first_seed, args.first_seed + n_seeds))
+    seeds = seeds_from_args(args.first_seed, n_seeds)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a directory; choose another --out")
@@ -690,13 +696,15 @@ def cmd_sweep(args) -> int:
     try:
         grid = sweep_lib.parse_grid(args.grid)
         base = config_from_args(args)
-        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        seeds = seeds_from_args(args.first_seed, args.seeds)
         members = sweep_lib.expand(base, grid, seeds)
     except (TypeError, ValueError) as e:
         raise UsageError(f"--grid: {e}")
     out = Path(args.out)
     if (out / "sweep.csv").exists() and not args.overwrite:
         raise UsageError(f"{out} already holds a sweep; choose another --out or --overwrite")
+    check_no_run_files(out, False, "a run")
+    check_output_directory(out)
     configure_cpu_devices(args.cpu_devices)
     x, _, info = load_data_from_args(args)
     check_batch_against_data([m.config for m in members], x.shape[0])
@@ -752,6 +760,7 @@ def cmd_compare(args) -> int:
     if (out / "compare.md").exists() and not args.overwrite:
         raise UsageError(f"{out} already holds a comparison; choose another --out or pass "
                          "--overwrite")
+    check_no_run_files(out, False, "a run")
     try:
         over = {k: v for k, v in (("sample_chains", args.sample_chains),
                                   ("sample_start", args.sample_start),
@@ -765,6 +774,7 @@ def cmd_compare(args) -> int:
         raise UsageError(str(e))
     configure_cpu_devices(args.cpu_devices)
     x, y, info = load_data_from_args(args)
+    check_output_directory(out)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     t0 = time.perf_counter()
     comp = compare_lib.run_comparison(

@@ -335,10 +335,10 @@ def load_run(directory) -> Run:
     """Load a run saved by :func:`save_run`, checking every array's name, shape and dtype."""
     directory = Path(directory)
     meta = load_meta(directory)
+    state, hist = _read_npz(directory / STATE_FILE), _read_npz(directory / HISTORY_FILE)
     if meta.get("format_version") in READABLE_VERSIONS:
-        check_manifest(directory, meta)
-    return _build_run(meta, _read_npz(directory / STATE_FILE),
-                      _read_npz(directory / HISTORY_FILE), directory)
+        check_manifest(directory, meta)  # readable files that do not belong together
+    return _build_run(meta, state, hist, directory)
 
 
 def _build_run(meta: dict, arrays: dict, hist: dict, where: Path) -> Run:
