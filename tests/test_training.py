@@ -1,5 +1,15 @@
-"""Training protocol: schedule, determinism, ensemble == single runs, learning, resume,
-saving, the command line."""
+"""Training protocol: schedule, determinism, ensemble members == single runs, learning,
+resume, saving, the command line.
+
+Equality, as far as it is guaranteed (see ``tests/agreement.py``): the same program on the
+same shapes (a run repeated, a run resumed in pieces, a reloaded state) is bit for bit
+reproducible and tested so. Programs of other shapes or arithmetic (an ensemble member
+against ``train`` of its seed: vmap batches the matrix products; member chunking; the
+autodiff gradient against the closed form) only agree to float32 round-off, and one
+flipped Bernoulli draw sends the chaotic chain elsewhere; so they are compared on what
+cannot drift: keys and step counters bit for bit, the first training step to round-off
+(member by member, which catches members mixed up), later results in distribution.
+"""
 import dataclasses
 import json
 
@@ -12,9 +22,19 @@ from ncl import io
 from ncl import training as T
 from ncl.cli import main as cli_main
 from ncl.model import ModelConfig
+from tests import agreement as A
 
 SMALL = T.TrainConfig(epochs=4, steps_per_epoch=5, chain_length=12, batch_min=8,
                       batch_max=32, batch_buckets=2)
+# one training step of SMALL: the runs compared across program shapes
+FIRST_STEP = dataclasses.replace(SMALL, epochs=1, steps_per_epoch=1, batch_buckets=1,
+                                 monitor=False)
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(
+        jax.random.key_data(x) if T.jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+        for x in a]), *trees)
 
 
 def test_minibatch_schedule_is_the_papers():
@@ -77,18 +97,23 @@ def test_same_seed_twice_is_identical_and_ensemble_member_equals_single_run(pape
     seeds = [3, 5, 8]
     ens_state, ens_hist = T.train_ensemble(seeds, x, SMALL)
     again_state, _ = T.train_ensemble(seeds, x, SMALL)
-    for a, b in zip(jax.tree_util.tree_leaves(ens_state.params),
-                    jax.tree_util.tree_leaves(again_state.params)):
+    for a, b in zip(jax.tree_util.tree_leaves(ens_state),          # same program: bitwise
+                    jax.tree_util.tree_leaves(again_state)):
+        if T.jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
         np.testing.assert_array_equal(a, b)
-    for i, seed in enumerate(seeds):
-        single_state, single_hist = T.train(seed, x, SMALL)
-        member = T.member(ens_state, i)
-        # same chain trajectory (bitwise equal visible states) and parameters to round-off
-        np.testing.assert_array_equal(member.chain.x, single_state.chain.x)
-        for name in ("w", "wbar", "abar"):
-            np.testing.assert_allclose(getattr(member.params, name),
-                                       getattr(single_state.params, name), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(ens_hist.loglik[i], single_hist.loglik, rtol=1e-5)
+    # member i is train(seeds[i]): the first step to round-off, keys and steps exactly
+    ens1, ens1_hist = T.train_ensemble(seeds, x, FIRST_STEP)
+    singles = [T.train(seed, x, FIRST_STEP) for seed in seeds]
+    single_state = _stack([s for s, _ in singles])
+    single_hist = _stack([h for _, h in singles])
+    A.assert_integers_equal(ens1, single_state, ens1_hist, single_hist)
+    A.assert_first_step_matches(ens1.params, single_state.params)
+    A.assert_members_close(ens1_hist.loglik[:, 0], single_hist.loglik[:, 0])
+    # the full run keeps its members' keys (step keys are fold_in(key, step))
+    np.testing.assert_array_equal(A.key_data(ens_state), single_state.key)
+    np.testing.assert_array_equal(ens_state.step, SMALL.total_steps)
+    assert np.all(np.asarray(ens_hist.finite))
     # different seeds give different models
     assert not np.allclose(ens_state.params.w[0], ens_state.params.w[1])
 
@@ -131,13 +156,12 @@ def test_binary_hidden_and_other_options_train(paper_data):
         state, hist = T.train_ensemble([0, 1], x, cfg)
         assert np.all(np.isfinite(np.asarray(hist.loglik)))
         assert state.chain.x.shape == (2, 2, 784)
-    cfg = dataclasses.replace(SMALL, gradient="autodiff")
-    s_auto, _ = T.train(4, x, cfg)
-    s_closed, _ = T.train(4, x, SMALL)
-    # same sampled trajectory; parameters agree up to round-off amplified by RMSprop's
-    # division by sqrt(nu) for near-zero gradient components
-    np.testing.assert_array_equal(s_auto.chain.x, s_closed.chain.x)
-    np.testing.assert_allclose(s_auto.params.w, s_closed.params.w, rtol=1e-3, atol=2e-3)
+    # the autodiff gradient is the closed form in other float32 arithmetic: the first step
+    # agrees to round-off (RMSprop's first step, lr * g / |g| sqrt(1 - decay), can flip the
+    # sign of a near-zero gradient component: a few entries); later steps may diverge
+    s_auto, _ = T.train(4, x, dataclasses.replace(FIRST_STEP, gradient="autodiff"))
+    s_closed, _ = T.train(4, x, FIRST_STEP)
+    A.assert_first_step_matches(_stack([s_auto.params]), _stack([s_closed.params]))
 
 
 def test_save_load_roundtrip_and_corruption(paper_data, tmp_path):
@@ -201,12 +225,22 @@ def test_member_chunks_rule():
 
 
 def test_member_chunked_ensemble_equals_unchunked(paper_data):
-    """Chunking the member axis (5 interleaved chunks of 2) changes memory, not results:
-    identical chains, parameters and history to float32 round-off."""
+    """Chunking the member axis (5 interleaved chunks of 2) changes memory, not which
+    member is which: the first step of all 10 members to round-off (each closest to its
+    own unchunked member), keys and steps bit for bit; the full chunked run keeps them.
+    (tests/test_sharding.py compares chunked and unchunked full runs in distribution.)"""
     x, _ = paper_data
     cfg = T.TrainConfig(epochs=2, steps_per_epoch=4, chain_length=8, batch_max=32)
-    s0, h0 = T.train_ensemble(range(10), x, cfg, devices=1)
+    first = dataclasses.replace(cfg, epochs=1, steps_per_epoch=1, monitor=False)
+    f0, fh0 = T.train_ensemble(range(10), x, first, devices=1)
+    f1, fh1 = T.train_ensemble(range(10), x, dataclasses.replace(first, member_chunk=2),
+                               devices=1)
+    A.assert_integers_equal(f1, f0, fh1, fh0)
+    A.assert_first_step_matches(f1.params, f0.params)
+    A.assert_members_close(fh1.loglik[:, 0], fh0.loglik[:, 0])
+    # the full chunked run (2 epochs): keys and steps exactly, every member learned
     s1, h1 = T.train_ensemble(range(10), x, dataclasses.replace(cfg, member_chunk=2), devices=1)
-    np.testing.assert_array_equal(np.asarray(s0.chain.x), np.asarray(s1.chain.x))
-    chex.assert_trees_all_close(s0.params, s1.params, atol=1e-4, rtol=1e-4)
-    np.testing.assert_allclose(np.asarray(h0.loglik), np.asarray(h1.loglik), rtol=1e-5)
+    np.testing.assert_array_equal(A.key_data(s1), A.key_data(f0))
+    np.testing.assert_array_equal(s1.step, cfg.total_steps)
+    np.testing.assert_array_equal(h1.batch_size, np.broadcast_to([16, 32], (10, 2)))
+    assert np.all(np.asarray(h1.finite)) and np.all(np.isfinite(np.asarray(h1.loglik)))
