@@ -1,6 +1,10 @@
 """The RBM baseline (ncl.rbm): exact log-likelihood against brute-force enumeration,
 detailed balance, PCD gradient (closed form = autodiff, unbiased with a long chain), and
-training through ncl.training with tied parameters."""
+training through ncl.training with tied parameters.
+
+Autodiff and closed-form training are different float32 programs: they agree to round-off
+until a Bernoulli draw flips, so they are compared after one training step (parameters to
+round-off, keys bit for bit; tests/agreement.py says why), not after a full run."""
 import dataclasses
 import itertools
 
@@ -15,6 +19,7 @@ from ncl import exact
 from ncl import rbm
 from ncl import training as T
 from ncl.model import ModelConfig, Params, enumerate_hidden_states
+from tests import agreement as A
 
 CONFIGS = [rbm.rbm_model_config(3), rbm.rbm_model_config(3, "binary"),
            rbm.rbm_model_config(3, centering=False),
@@ -189,10 +194,14 @@ def test_rbm_family_trains_through_ncl_training(paper_data):
     ll = jax.vmap(lambda p, c: rbm.log_likelihood(p, xj, c, cfg.model))
     assert np.all(np.asarray(ll(state.params, state.center)) >
                   np.asarray(ll(s0.params, s0.center)))
-    # autodiff PCD trains identically (same chain), exact-gradient training runs
-    s_auto, _ = T.train_ensemble([0, 1], x, dataclasses.replace(cfg, gradient="autodiff"))
-    np.testing.assert_array_equal(s_auto.chain.x, state.chain.x)
-    np.testing.assert_allclose(s_auto.params.w, state.params.w, rtol=1e-3, atol=2e-3)
+    # autodiff PCD is the closed form in other float32 arithmetic: equal to round-off for
+    # the first step (later, one flipped Bernoulli draw would send the chains apart;
+    # tests/agreement.py), keys bit for bit; exact-gradient training runs
+    first = dataclasses.replace(cfg, epochs=1, steps_per_epoch=1)
+    s_auto, _ = T.train_ensemble([0, 1], x, dataclasses.replace(first, gradient="autodiff"))
+    s_closed, _ = T.train_ensemble([0, 1], x, first)
+    A.assert_integers_equal(s_auto, s_closed)
+    A.assert_first_step_matches(s_auto.params, s_closed.params)
     s_ex, h_ex = T.train_ensemble([0, 1], x, dataclasses.replace(cfg, gradient="exact"))
     assert rbm.is_tied(s_ex.params) and np.all(np.isfinite(np.asarray(h_ex.loglik)))
 
