@@ -161,8 +161,9 @@ def add_device_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("devices")
     g.add_argument("--cpu-devices", type=_positive_int, default=None,
                    help="split the CPU into this many XLA devices and shard the seed axis "
-                        "over them (default: the number of CPU cores; results agree with one "
-                        "device to float32 round-off)")
+                        "over them (default: the number of CPU cores; each member's arithmetic "
+                        "agrees with one device to float32 round-off, its chain until a draw "
+                        "flips, in distribution after)")
 
 
 def add_distributed_arguments(p: argparse.ArgumentParser) -> None:

@@ -1007,7 +1007,8 @@ def diagnose_ensemble(key: Array, state_params: Params, centers: Array, config: 
     """:func:`diagnose` for an ensemble: one compiled program over all members.
 
     Member ``i`` uses ``jax.random.split(key, E)[i]`` and equals
-    ``diagnose(keys[i], ...)`` up to float round-off.
+    ``diagnose(keys[i], ...)`` up to float32 round-off (other batch shapes: a draw may
+    flip, after which chain statistics agree in distribution).
 
     Args:
       key: PRNG key, split into one key per member.

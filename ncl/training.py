@@ -6,7 +6,11 @@
 * :func:`train` — ``(key, data, config) -> (TrainState, History)``: ``lax.scan`` over
   epochs of ``lax.scan`` over steps.
 * :func:`train_ensemble` — the same for a batch of seeds, vmapped: one XLA program.
-  Member ``i`` equals ``train(seeds[i], ...)``.
+  Member ``i`` has the key, step keys and random numbers of ``train(seeds[i], ...)`` and
+  computes the same arithmetic up to float32 round-off (vmap changes the batch shape of
+  the matrix products, and XLA does not promise the same bits at another shape): its
+  trajectory is equal until a Bernoulli draw whose probability lies within round-off of
+  its uniform flips, and statistically equivalent after.
 
 Randomness: the key of step ``s`` is ``fold_in(state.key, s)``, so a run's random
 stream depends only on its seed and the step number (resuming is exact).
@@ -73,8 +77,10 @@ class TrainConfig:
         interleaved so that every chunk is spread evenly over the devices), which caps
         the memory of the per-step intermediates (minibatch, trajectory, gradient terms,
         about 5 MB per member at the paper's sizes) whatever the ensemble size. Memory
-        and speed only: members are independent, so results agree with an unchunked run
-        to float32 round-off. The chunk count is the smallest divisor of the member
+        and speed only: members are independent, so each member computes what it would
+        unchunked, up to float32 round-off (its batch shape changes): same keys and random
+        numbers, trajectories equal until a draw flips, statistically equivalent after.
+        The chunk count is the smallest divisor of the member
         count per device that respects the cap.
     """
 
@@ -739,8 +745,10 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
       devices: where to run: ``None`` (all local devices; in a multi-process run started
         with ``jax.distributed.initialize``, all devices of all processes), a count of
         local devices, or a list of devices. With several devices the seed axis is
-        sharded over a one-axis mesh; the result equals the single-device run up to
-        float32 round-off (see ``tests/test_sharding.py``). Across processes every
+        sharded over a one-axis mesh. Every member keeps its seed, key and step counter
+        exactly, and its arithmetic equals the single-device run up to float32 round-off:
+        chains and parameters agree until the first flipped draw, and in distribution
+        after (see ``tests/test_sharding.py``). Across processes every
         process must call this with the same arguments, every process gets the whole
         ensemble back, and ``progress``/``checkpoint`` run in one process only (the one
         holding the mesh's first device); ``tests/test_multihost.py`` runs 2 processes.
@@ -757,7 +765,8 @@ def train_ensemble(seeds, data, config: TrainConfig = TrainConfig(),
         reuses them.
     Returns:
       ``(TrainState, History)`` with a leading ``(S,)`` axis on every leaf; history
-      fields are ``(S, E, ...)``. Member ``i`` equals ``train(seeds[i], data, config)``.
+      fields are ``(S, E, ...)``. Member ``i`` is ``train(seeds[i], data, config)`` up to
+      float32 round-off (see the module docstring).
     """
     data = check_data(data)
     _check_config_against_data(data, config)
@@ -798,8 +807,10 @@ def continue_training(state: TrainState, data, config: TrainConfig, start_epoch:
     """Run epochs ``[start_epoch, stop_epoch)`` (default: to ``config.epochs``) from ``state``.
 
     ``state`` must be the state after ``start_epoch`` epochs (or the initial state for 0).
-    Running the epochs in pieces gives, bit for bit, the uninterrupted result: step keys
-    depend only on ``state.step`` and the padding only on the epoch. ``devices`` as in
+    Running the epochs in pieces gives, bit for bit, the uninterrupted result on the same
+    devices: step keys depend only on ``state.step`` and the padding only on the epoch
+    (another device count changes shapes: then it equals the uninterrupted run only as
+    :func:`train_ensemble` equals the single-device run). ``devices`` as in
     :func:`train_ensemble`, and ``checkpoint`` too.
     Returns the new state and the History rows of the epochs run.
     """

@@ -550,6 +550,12 @@ def test_jackknife_bias_correction_is_exact_for_a_squared_mean():
 
 
 def test_diagnose_ensemble_matches_members(tiny_runs):
+    """Vmapped, ``lax.map``-ped and single-model diagnostics run the same estimators with
+    the same keys but on other batch shapes, so float32 round-off may flip a few of the
+    millions of Bernoulli draws (XLA promises no bits across shapes). Tolerances allow a
+    handful of flipped RB samples (each moves an entry of M by at most 1/K = 1.25e-4) and
+    the chain noise of p̄; members' models differ by O(0.1-1) in each, so a mixed-up or
+    dropped member still fails."""
     params, cfg, _, _, data = tiny_runs["onehot"]
     other = random_model(4, D_TINY, 3)
     ens = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), params, other)
@@ -557,8 +563,8 @@ def test_diagnose_ensemble_matches_members(tiny_runs):
                              DCFG, member_batch=None)                     # fully vmapped
     r1 = dg.diagnose_ensemble(jax.random.key(0), ens, jnp.stack([CENTER, CENTER]), cfg, data,
                               DCFG, member_batch=1)                       # lax.map
-    np.testing.assert_allclose(r1.log_M_rb, r.log_M_rb, atol=1e-4)
-    np.testing.assert_allclose(r1.p_bar, r.p_bar, atol=2e-3)
+    np.testing.assert_allclose(r1.log_M_rb, r.log_M_rb, atol=2e-2)
+    np.testing.assert_allclose(r1.p_bar, r.p_bar, atol=1e-2)
     with pytest.raises(ValueError, match="member_batch"):
         dg.diagnose_ensemble(jax.random.key(0), ens, jnp.stack([CENTER, CENTER]), cfg, data,
                              DCFG, member_batch=0)
@@ -568,7 +574,9 @@ def test_diagnose_ensemble_matches_members(tiny_runs):
     keys = jax.random.split(jax.random.key(0), 2)
     for i, p in enumerate((params, other)):
         ri = dg.diagnose(keys[i], p, CENTER, cfg, data, DCFG)
-        np.testing.assert_allclose(r.log_M_rb[i], ri.log_M_rb, atol=1e-4)
-        np.testing.assert_allclose(r.p_bar[i], ri.p_bar, atol=2e-3)
-        assert r.sigma_rb[i] == pytest.approx(ri.sigma_rb, rel=1e-3, abs=1e-6)
-        assert r.loglik[i] == pytest.approx(ri.loglik, abs=1e-3)
+        np.testing.assert_allclose(r.log_M_rb[i], ri.log_M_rb, atol=2e-2)
+        np.testing.assert_allclose(r.p_bar[i], ri.p_bar, atol=1e-2)
+        assert r.sigma_rb[i] == pytest.approx(ri.sigma_rb, rel=2e-2, abs=1e-4)
+        assert r.loglik[i] == pytest.approx(ri.loglik, abs=5e-2)
+    # the two members really differ by more than these tolerances
+    assert np.abs(np.asarray(r.log_M_rb[0]) - np.asarray(r.log_M_rb[1])).max() > 0.2
