@@ -404,10 +404,19 @@ def check_no_run_files(out: Path, overwrite: bool, what: str = "a run") -> None:
                          f"--out, pass --overwrite to replace it{resume}")
 
 
+MAX_SEEDS = 2 ** 22
+
+
 def seeds_from_args(first_seed: int, n_seeds: int) -> list[int]:
     """Seeds ``first_seed .. first_seed + n_seeds - 1``, checked (``[0, 2**32)``: larger
     ones would wrap onto other seeds) before anything starts."""
     from ncl import _validate
+    if not 0 <= first_seed or first_seed + n_seeds > _validate.SEED_LIMIT:
+        raise UsageError(f"--first-seed/--seeds: seeds {first_seed} .. {first_seed + n_seeds - 1}"
+                         f" must lie in [0, 2**32) (larger ones wrap onto other seeds)")
+    if n_seeds > MAX_SEEDS:
+        raise UsageError(f"--seeds {n_seeds}: at most {MAX_SEEDS} seeds per run (each member "
+                         "needs about 0.3 MB and more); split the ensemble with --first-seed")
     seeds = list(range(first_seed, first_seed + n_seeds))
     try:
         return _validate.seeds("seeds", seeds)
