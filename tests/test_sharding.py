@@ -23,7 +23,8 @@ from tests.conftest import REPO
 
 SCRIPT = textwrap.dedent("""
     import dataclasses, json, sys, jax
-    jax.config.update("jax_num_cpu_devices", 4)
+    from ncl._compat import set_num_cpu_devices
+    set_num_cpu_devices(4)
     import numpy as np
     from ncl.data import load_paper_data
     from ncl.training import TrainConfig, train_ensemble, init_ensemble_state, continue_training
