@@ -244,3 +244,18 @@ def test_member_chunked_ensemble_equals_unchunked(paper_data):
     np.testing.assert_array_equal(s1.step, cfg.total_steps)
     np.testing.assert_array_equal(h1.batch_size, np.broadcast_to([16, 32], (10, 2)))
     assert np.all(np.asarray(h1.finite)) and np.all(np.isfinite(np.asarray(h1.loglik)))
+
+
+def test_a_new_callback_reuses_the_compiled_program(paper_data):
+    """The compiled program is cached per shape and config, not per callback: a notebook
+    user calling again with a new progress lambda (or checkpoint) compiles nothing."""
+    x = paper_data[0][:200]
+    cfg = T.TrainConfig(epochs=2, steps_per_epoch=1, chain_length=2, batch_min=8,
+                        batch_max=8, monitor=False)
+    rows = []
+    T.train_ensemble([0, 1], x, cfg, progress=lambda e, r: rows.append(e))
+    misses = T._compiled.cache_info().misses
+    for _ in range(2):
+        T.train_ensemble([0, 1], x, cfg, progress=lambda e, r: rows.append(-e))
+    assert T._compiled.cache_info().misses == misses
+    assert rows == [0, 1, 0, -1, 0, -1]
