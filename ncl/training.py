@@ -556,6 +556,11 @@ def _train_in_pieces(config, ensemble, start_epoch, stop_epoch, members, fresh, 
     """Run ``[start_epoch, stop_epoch)`` piece by piece (:func:`checkpoint_pieces`),
     calling ``checkpoint``'s ``save`` on the host between pieces with host arrays."""
     every, save = checkpoint if checkpoint is not None else (None, None)
+    if fresh and every is not None and every < stop_epoch - start_epoch:
+        # initialise apart, so the first piece shares its program with the others (one
+        # compilation fewer); App. A1's init is exact integer sums and elementwise maps,
+        # the same bits fused or not (tests/test_resume.py checks this)
+        members, fresh = _init_ensemble_fn(config)(members, data), False
     state, rows = members, []
     axis = 1 if ensemble else 0
     for i, (lo, hi) in enumerate(checkpoint_pieces(start_epoch, stop_epoch, every)):
@@ -795,8 +800,13 @@ def init_ensemble_state(seeds, data, config: TrainConfig = TrainConfig()) -> Tra
     _check_config_against_data(data, config)
     keys = seeds if (hasattr(seeds, "dtype") and jnp.issubdtype(seeds.dtype, jax.dtypes.prng_key)
                      ) else ensemble_keys(seeds)
-    return jax.jit(jax.vmap(functools.partial(init_state, config=config), in_axes=(0, None)))(
-        keys, jnp.asarray(data))
+    return _init_ensemble_fn(config)(keys, jnp.asarray(data))
+
+
+@functools.lru_cache(maxsize=32)
+def _init_ensemble_fn(config: TrainConfig):
+    """``jit(vmap(init_state))`` for one config: ``(keys (S,), data) -> TrainState``."""
+    return jax.jit(jax.vmap(functools.partial(init_state, config=config), in_axes=(0, None)))
 
 
 def continue_training(state: TrainState, data, config: TrainConfig, start_epoch: int,
