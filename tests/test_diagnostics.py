@@ -17,6 +17,7 @@ import pytest
 
 from ncl import diagnostics as dg
 from ncl.model import ModelConfig, Params
+from tests import reference
 
 # Tolerance in standard errors. The jackknife SE has n_chains − 1 = 15 degrees of
 # freedom, so a z-score is t_15-distributed: P(|t_15| > 5) ≈ 2e-4 per comparison.
@@ -33,14 +34,7 @@ def _all_x(D):
     return np.array(list(itertools.product([0, 1], repeat=D)), np.float64)
 
 
-def _log_sig(u):
-    return -np.logaddexp(0.0, -u)
-
-
-def _states(L, hidden):
-    if hidden == "onehot":
-        return np.eye(L)
-    return np.array([[(s >> b) & 1 for b in range(L)] for s in range(2 ** L)], np.float64)
+_log_sig, _states = reference.log_sigmoid, reference.hidden_states
 
 
 def exact(params, center, L, hidden, recognition="paper", data=None):

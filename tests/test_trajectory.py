@@ -21,6 +21,7 @@ import pytest
 
 from ncl import trajectory as tr
 from ncl.model import ModelConfig, Params
+from tests import reference
 
 NSE = 4.0
 D = 8                                        # 256 visible states
@@ -32,14 +33,7 @@ ZERO = jnp.zeros((D,), jnp.float32)
 
 # ----------------------------------------------------------------------------- reference
 
-def _log_sig(u):
-    return -np.logaddexp(0.0, -u)
-
-
-def _states(L, hidden):
-    if hidden == "onehot":
-        return np.eye(L)
-    return np.array([[(s >> b) & 1 for b in range(L)] for s in range(2 ** L)], np.float64)
+_log_sig, _states = reference.log_sigmoid, reference.hidden_states
 
 
 def exact(params, center, cfg):
