@@ -319,46 +319,30 @@ def _summary_table(history, seeds) -> str:
 # ----------------------------------------------------------------------------- commands
 
 class Checkpointer:
-    """Host side of in-program checkpointing: writes ``checkpoint.npz`` atomically (see
-    :func:`ncl.io.save_checkpoint`) with the history of every epoch done so far.
+    """The ``save`` of ``train_ensemble``'s ``checkpoint``: writes ``checkpoint.npz``
+    atomically (see :func:`ncl.io.save_checkpoint`) with the history of every epoch done
+    so far (``prior`` holds those done before a resume).
 
-    The training program hands it, at every due epoch, the rows of all epochs it has run
-    (:func:`ncl.training.train_ensemble`'s ``checkpoint``); ``prior`` holds those done
-    before a resume. Callbacks may arrive out of order: an older checkpoint never
-    replaces a newer one. A failing write raises here; the training program records it
-    and stops calling (see :class:`ncl.training.HostCallbackError`), so the last
-    checkpoint written stays on disk.
+    Training calls it on the host between compiled pieces, in order. A failing write
+    raises here and training stops with :class:`ncl.training.HostCallbackError`; the
+    last checkpoint written stays on disk (``written``: its last epoch, -1 for none).
     """
 
     def __init__(self, out: Path, config, seeds, data_info, extra, prior=None):
-        import threading
         self.out, self.config, self.seeds = out, config, seeds
         self.data_info, self.extra, self.prior = data_info, extra, prior
-        self.lock = threading.Lock()
         self.written = -1 if prior is None else int(np.shape(prior.loglik)[1]) - 1
 
     def __call__(self, epoch, history, state) -> None:
         from ncl import io
-        from ncl.training import History
+        from ncl.training import join_histories
         epoch = int(epoch)
-        with self.lock:
-            if epoch <= self.written:
-                return
-            if self.prior is not None:
-                history = History(*(np.concatenate([np.asarray(a), np.asarray(b)], axis=1)
-                                    for a, b in zip(self.prior, history)))
-            if int(np.shape(history.loglik)[1]) != epoch + 1:
-                raise RuntimeError(f"checkpoint of epoch {epoch + 1} has "
-                                   f"{np.shape(history.loglik)[1]} history rows")
-            io.save_checkpoint(self.out, state, history, self.config, seeds=self.seeds,
-                               epochs_done=epoch + 1, data_info=self.data_info,
-                               extra=self.extra)
-            self.written = epoch
-
-
-def jax_tree_map(fn, tree):
-    import jax
-    return jax.tree_util.tree_map(fn, tree)
+        if self.prior is not None:
+            history = join_histories([self.prior, history])
+        io.save_checkpoint(self.out, state, history, self.config, seeds=self.seeds,
+                           epochs_done=epoch + 1, data_info=self.data_info,
+                           extra=self.extra)
+        self.written = epoch
 
 
 def _data_digest(x: np.ndarray) -> str:
@@ -481,8 +465,8 @@ def _run_training(out, config, seeds, x, info, extra, start, state, prior, args,
     import jax
 
     from ncl import io
-    from ncl.training import (History, HostCallbackError, continue_training,
-                              divergence_epochs, train_ensemble)
+    from ncl.training import (HostCallbackError, continue_training, divergence_epochs,
+                              join_histories, train_ensemble)
     log(f"ncl train: {len(seeds)} seeds, L={config.model.n_hidden} {config.model.hidden}, "
         f"T={config.chain_length}, {config.epochs} epochs x {config.steps_per_epoch} steps, "
         f"data {x.shape[0]}x{x.shape[1]} ({info['source']}), "
@@ -500,8 +484,7 @@ def _run_training(out, config, seeds, x, info, extra, start, state, prior, args,
         else:
             state, rest = continue_training(state, x, config, start, progress=progress,
                                             checkpoint=(every, saver))
-            history = History(*(np.concatenate([np.asarray(a), np.asarray(b)], axis=1)
-                                for a, b in zip(prior, rest)))
+            history = join_histories([prior, rest])
         jax.block_until_ready(state)
     except HostCallbackError as e:
         raise RuntimeError(f"{e}. {_last_checkpoint(out, saver)}") from None

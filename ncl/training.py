@@ -551,6 +551,13 @@ def checkpoint_pieces(start_epoch: int, stop_epoch: int, every: int | None
     return list(zip([start_epoch] + cuts[:-1], cuts))
 
 
+def join_histories(parts, axis: int = 1) -> History:
+    """Consecutive :class:`History` pieces joined along the epoch ``axis`` (1 for an
+    ensemble's ``(S, E, ...)``, 0 for one model), as NumPy arrays."""
+    return History(*(np.concatenate([np.asarray(getattr(p, f)) for p in parts], axis)
+                     for f in History._fields))
+
+
 def _train_in_pieces(config, ensemble, start_epoch, stop_epoch, members, fresh, data,
                      devices, progress, checkpoint):
     """Run ``[start_epoch, stop_epoch)`` piece by piece (:func:`checkpoint_pieces`),
@@ -570,8 +577,7 @@ def _train_in_pieces(config, ensemble, start_epoch, stop_epoch, members, fresh, 
         rows.append(hist)
         if save is None or jax.process_index() != 0:
             continue
-        history = History(*(np.concatenate([np.asarray(getattr(r, f)) for r in rows], axis)
-                            for f in History._fields))
+        history = join_histories(rows, axis)
         host_state = jax.tree_util.tree_map(np.asarray, _split_keys(state)[0])
         try:
             save(hi - 1, history, host_state)
