@@ -890,3 +890,32 @@ def load_paper_data() -> tuple[np.ndarray, np.ndarray]:
     if x.shape != (3000, 784):
         raise MNISTFormatError(f"bundled {res}: expected x of shape (3000, 784), got {x.shape}")
     return x, labels
+
+
+def check_data(data, name: str = "data") -> np.ndarray:
+    """Validate a binary data matrix on the host and return it as float32 ``(N, D)``.
+
+    Raises ``ValueError`` naming the problem (rank, emptiness, NaN/inf, non-binary values).
+    """
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as e:  # ragged lists, unconvertible objects
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_visible) of 0/1 values; "
+                         f"cannot convert it ({e})") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_visible), got shape "
+                         f"{arr.shape}; flatten images first, e.g. x.reshape(len(x), -1)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must be numeric 0/1 values (bool, int or float), got dtype "
+                         f"{arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf values")
+    if not np.all((arr == 0) | (arr == 1)):
+        bad = arr[(arr != 0) & (arr != 1)].ravel()[:3]
+        raise ValueError(f"{name} must be binary (0/1); found values such as {bad.tolist()}. "
+                         "Binarise first, e.g. ncl.data.binarize(images) (pixel > 127)")
+    return arr.astype(np.float32)

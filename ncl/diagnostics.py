@@ -535,7 +535,7 @@ def log_likelihood(params: Params, data: Array, log_p_bar: Array, config: ModelC
     if not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     if not isinstance(data, jax.core.Tracer):
-        from ncl.training import check_data
+        from ncl.data import check_data
         data = check_data(data)
     elif data.ndim != 2 or 0 in data.shape:
         raise ValueError(f"data must be a non-empty 2-D array (N, D), got shape {data.shape}")
@@ -946,7 +946,7 @@ def _finalize(out: dict, classifier, p_data, dcfg: DiagnosticsConfig) -> Diagnos
 
 
 def _prepare(config, data, labels, classifier, dcfg):
-    from ncl.training import check_data
+    from ncl.data import check_data
     check_enumerable(config)
     if not isinstance(dcfg, DiagnosticsConfig):
         raise TypeError(f"dcfg must be a DiagnosticsConfig, got {type(dcfg).__name__}")

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from ncl import _validate as _v
+from ncl.data import check_data  # noqa: F401  (re-exported: ncl.training.check_data)
 from ncl import chain as chain_lib
 from ncl import exact as exact_lib
 from ncl import monitor as monitor_lib
@@ -587,35 +588,6 @@ def _train_in_pieces(config, ensemble, start_epoch, stop_epoch, members, fresh, 
     if len(rows) == 1:
         return state, rows[0]
     return state, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis), *rows)
-
-
-def check_data(data, name: str = "data") -> np.ndarray:
-    """Validate a binary data matrix on the host and return it as float32 ``(N, D)``.
-
-    Raises ``ValueError`` naming the problem (rank, emptiness, NaN/inf, non-binary values).
-    """
-    try:
-        arr = np.asarray(data)
-    except (ValueError, TypeError) as e:  # ragged lists, unconvertible objects
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_visible) of 0/1 values; "
-                         f"cannot convert it ({e})") from None
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_visible), got shape "
-                         f"{arr.shape}; flatten images first, e.g. x.reshape(len(x), -1)")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if arr.dtype == bool:
-        return arr.astype(np.float32)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name} must be numeric 0/1 values (bool, int or float), got dtype "
-                         f"{arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf values")
-    if not np.all((arr == 0) | (arr == 1)):
-        bad = arr[(arr != 0) & (arr != 1)].ravel()[:3]
-        raise ValueError(f"{name} must be binary (0/1); found values such as {bad.tolist()}. "
-                         "Binarise first, e.g. ncl.data.binarize(images) (pixel > 127)")
-    return arr.astype(np.float32)
 
 
 def _check_config_against_data(data: np.ndarray, config: TrainConfig):
