@@ -38,3 +38,45 @@ def enable_x64(new_val: bool = True):
         return jax.enable_x64(new_val)
     from jax.experimental import enable_x64 as _enable_x64
     return _enable_x64(new_val)
+
+
+COMPILE_CACHE_ENV = "NCL_NO_COMPILE_CACHE"
+COMPILE_CACHE_DIR_ENV = "NCL_COMPILE_CACHE_DIR"
+
+
+def compilation_cache_dir() -> str:
+    """Where compiled XLA programs are kept between runs: ``$NCL_COMPILE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/ncl/jax`` (``~/.cache/ncl/jax``)."""
+    explicit = os.environ.get(COMPILE_CACHE_DIR_ENV)
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ncl", "jax")
+
+
+def enable_compilation_cache(directory: str | None = None) -> str | None:
+    """Turn on JAX's persistent compilation cache (a second ``ncl`` run with the same
+    shapes loads its programs instead of compiling them again); returns the directory,
+    or ``None`` when ``NCL_NO_COMPILE_CACHE=1`` turned it off or the directory cannot be
+    created.
+
+    Trust caveat: a cache entry is an executable that JAX loads and runs; keep the
+    directory private to your user (it is created with mode 0700) and never point it at
+    files you did not write. Entries are keyed on the program, the JAX/XLA versions and
+    the device, so a stale entry is not reused; deleting the directory is always safe.
+    Every program is cached (no minimum compile time), so small programs are reused too.
+    """
+    if os.environ.get(COMPILE_CACHE_ENV, "").strip() not in ("", "0"):
+        return None
+    directory = directory or compilation_cache_dir()
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    import jax
+    jax.config.update("jax_compilation_cache_dir", directory)
+    for option, value in (("jax_persistent_cache_min_compile_time_secs", 0.0),
+                          ("jax_persistent_cache_min_entry_size_bytes", 0)):
+        if option in jax.config.values:
+            jax.config.update(option, value)
+    return directory
