@@ -33,7 +33,8 @@ CHILD = textwrap.dedent("""
     from ncl import training as T
     from ncl.model import ModelConfig
     if cfg_in["mnist10"]:
-        from ncl.data import binarize, load_mnist
+        from ncl.data import binarize
+        from ncl.mnist import load_mnist
         images, _ = load_mnist("train", directory=cfg_in["mnist_dir"], download=False)
         x = binarize(images)
         model = ModelConfig(**cfg_in.get("model", {"n_hidden": 30}))

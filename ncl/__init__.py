@@ -3,7 +3,8 @@
 Modules: :mod:`ncl.model` (parameters, kernels A and Ā, sampling, init),
 :mod:`ncl.chain` (persistent chain), :mod:`ncl.gradient` (two-step gradient),
 :mod:`ncl.training` (protocol, ensembles), :mod:`ncl.io` (saving runs),
-:mod:`ncl.data` (MNIST), :mod:`ncl.cli` (command line).
+:mod:`ncl.mnist` (MNIST files), :mod:`ncl.data` (binarised digit data sets),
+:mod:`ncl.cli` (command line).
 """
 from ncl.chain import ChainState, Trajectory, sample_chain
 from ncl.gradient import autodiff_gradient, surrogate_objective, two_step_gradient

@@ -12,7 +12,7 @@ key). All functions are pure; :class:`ClassifierParams` is a pytree, so
   from *all* MNIST training images of those digits; the file stores the held-out
   accuracy on the MNIST test images of the same digits);
 * :func:`classifier_for_digits` — the shipped one for (0, 1, 2), otherwise trained at
-  runtime from :func:`ncl.data.load_digits` (all training images of the digits).
+  runtime from all training images of the digits (:func:`ncl.mnist.load_mnist`).
 
 Class index ``k`` (0..K−1) means digit ``classes[k]``.
 """
@@ -266,7 +266,8 @@ def classifier_for_digits(digits: Sequence[int], directory=None, download: bool 
                           key: Array | int = 0,
                           config: ClassifierConfig = ClassifierConfig()) -> ClassifierParams:
     """Shipped classifier for (0, 1, 2); otherwise trained now on all MNIST training
-    images of ``digits`` (from :func:`ncl.data.load_digits`, binarised at > 127)."""
+    images of ``digits`` (:func:`all_training_digits`: the files read by
+    :func:`ncl.mnist.load_mnist`, binarised at > 127 by :func:`ncl.data.binarize`)."""
     digits = tuple(int(d) for d in digits)
     if digits == (0, 1, 2):
         return load_default_classifier(digits)
@@ -277,6 +278,7 @@ def classifier_for_digits(digits: Sequence[int], directory=None, download: bool 
 def all_training_digits(digits, directory=None, download: bool = True, split: str = "train"):
     """All binarised MNIST images of ``digits`` in ``split`` → ``(x uint8 (N, 784), y (N,))``."""
     from ncl import data as data_lib
-    images, labels = data_lib.load_mnist(split, directory, download)
+    from ncl import mnist
+    images, labels = mnist.load_mnist(split, directory, download)
     keep = np.isin(labels, np.asarray(digits))
     return data_lib.binarize(images[keep]), labels[keep].astype(np.int64)

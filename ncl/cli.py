@@ -101,7 +101,8 @@ def load_data_from_args(args) -> tuple[np.ndarray, np.ndarray, dict]:
     else:
         x, y = data_lib.load_digits(digits=digits, per_digit=args.per_digit,
                                     directory=args.mnist_dir)
-        source = str(data_lib.resolve_mnist_dir(args.mnist_dir))
+        from ncl.mnist import resolve_mnist_dir
+        source = str(resolve_mnist_dir(args.mnist_dir))
     info = {"digits": list(digits), "per_digit": args.per_digit, "split": "train",
             "n_samples": int(x.shape[0]), "n_visible": int(x.shape[1]), "source": source,
             "binarize": "pixel > 127"}

@@ -11,7 +11,7 @@ Usage:
     python scripts/build_bundled_subset.py [--mnist-dir DIR] [--output PATH] [--no-download]
 
 DIR holds train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]; by
-default it is resolved like ncl.data.load_mnist ($NCL_MNIST_DIR, then the user
+default it is resolved like ncl.mnist.load_mnist ($NCL_MNIST_DIR, then the user
 cache directory), downloading there if allowed.
 """
 

@@ -22,7 +22,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from ncl import classifier as clf  # noqa: E402
-from ncl import data  # noqa: E402
+from ncl import mnist  # noqa: E402
 
 DIGITS = (0, 1, 2)
 SEED = 0
@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if acc_te < MIN_ACCURACY:
         print(f"held-out accuracy {acc_te:.4f} below the bar {MIN_ACCURACY}", file=sys.stderr)
         return 1
-    names = data.MNIST_FILES["train"] + data.MNIST_FILES["test"]
+    names = mnist.MNIST_FILES["train"] + mnist.MNIST_FILES["test"]
     out = clf.save_classifier(
         args.output, params,
         test_accuracy=acc_te, train_accuracy=acc_tr,
         n_train=len(y_tr), n_test=len(y_te), seed=SEED, binarize_threshold=127,
         steps=cfg.steps, learning_rate=cfg.learning_rate, l2=cfg.l2,
-        source_files=list(names), source_sha256=[data.MNIST_SHA256[n] for n in names])
+        source_files=list(names), source_sha256=[mnist.MNIST_SHA256[n] for n in names])
     loaded, meta = clf.load_classifier(out)
     assert abs(clf.accuracy(loaded, x_te, y_te) - acc_te) < 1e-12
     print(f"wrote {out} ({out.stat().st_size} bytes)")

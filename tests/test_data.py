@@ -1,4 +1,4 @@
-"""Tests for ncl.data: IDX reader, checksums, directory resolution, the
+"""Tests for ncl.mnist and ncl.data: IDX reader, checksums, directory resolution, the
 verifying downloader (with injected openers, no network), binarisation,
 digit selection and the bundled paper subset."""
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ncl import data
-from ncl.data import (
+from ncl import data, mnist
+from ncl.mnist import (
     MNISTChecksumError,
     MNISTFormatError,
     MNISTUnavailableError,
@@ -30,14 +30,14 @@ TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 
 needs_mnist = pytest.mark.skipif(
-    data.find_mnist_file(MNIST_DIR, TRAIN_LABELS) is None,
+    mnist.find_mnist_file(MNIST_DIR, TRAIN_LABELS) is None,
     reason=f"MNIST files not found in {MNIST_DIR} (set NCL_MNIST_DIR to a folder with the "
     "four MNIST IDX files to run these tests)",
 )
 
 
 def mnist_file(name: str) -> Path:
-    p = data.find_mnist_file(MNIST_DIR, name)
+    p = mnist.find_mnist_file(MNIST_DIR, name)
     assert p is not None, f"{name} missing in {MNIST_DIR}"
     return p
 
@@ -56,13 +56,13 @@ def gz_bytes(name: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def train():
-    return data.load_mnist("train", MNIST_DIR, download=False)
+    return mnist.load_mnist("train", MNIST_DIR, download=False)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     """Never touch the real user cache: point the cache at a tmp dir."""
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
 
 
@@ -100,12 +100,12 @@ def serving_opener(mapping, calls=None):
 
 @needs_mnist
 def test_read_idx_real_files():
-    labels = data.read_idx(mnist_file(TRAIN_LABELS))
+    labels = mnist.read_idx(mnist_file(TRAIN_LABELS))
     assert labels.shape == (60000,) and labels.dtype == np.uint8
     assert labels[:5].tolist() == [5, 0, 4, 1, 9]
     assert np.bincount(labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-    assert data.read_idx(mnist_file(TEST_LABELS)).shape == (10000,)
-    test_images = data.read_idx(mnist_file(TEST_IMAGES))
+    assert mnist.read_idx(mnist_file(TEST_LABELS)).shape == (10000,)
+    test_images = mnist.read_idx(mnist_file(TEST_IMAGES))
     assert test_images.shape == (10000, 28, 28) and test_images.dtype == np.uint8
     assert test_images.max() == 255 and test_images.min() == 0
     assert test_images.flags.writeable
@@ -117,22 +117,22 @@ def test_load_mnist_train_and_test(train):
     assert images.shape == (60000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (60000,) and labels.dtype == np.uint8
     assert labels[:5].tolist() == [5, 0, 4, 1, 9]
-    ti, tl = data.load_mnist("test", MNIST_DIR, download=False)
+    ti, tl = mnist.load_mnist("test", MNIST_DIR, download=False)
     assert ti.shape == (10000, 28, 28) and tl.shape == (10000,)
     assert tl[:5].tolist() == [7, 2, 1, 0, 4]
     with pytest.raises(ValueError, match="split"):
-        data.load_mnist("validation", MNIST_DIR, download=False)
+        mnist.load_mnist("validation", MNIST_DIR, download=False)
 
 
 @needs_mnist
 def test_checksums_pass_and_match_sha256sums():
-    for name, digest in data.MNIST_SHA256.items():
-        assert data.verify(mnist_file(name)) == digest
+    for name, digest in mnist.MNIST_SHA256.items():
+        assert mnist.verify(mnist_file(name)) == digest
     sums = MNIST_DIR / "SHA256SUMS"
     if sums.exists():
         listed = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
-        assert listed == data.MNIST_SHA256
-    assert set(data.verify_mnist_dir(MNIST_DIR)) == set(data.MNIST_SHA256)
+        assert listed == mnist.MNIST_SHA256
+    assert set(mnist.verify_mnist_dir(MNIST_DIR)) == set(mnist.MNIST_SHA256)
 
 
 @needs_mnist
@@ -141,26 +141,26 @@ def test_corrupted_copy_raises_checksum_error(tmp_path):
     raw[100] ^= 0x01  # payload byte: still a well-formed IDX file
     (tmp_path / f"{TEST_LABELS}.gz").write_bytes(gzip.compress(bytes(raw)))
     shutil.copy(mnist_file(TEST_IMAGES), tmp_path / mnist_file(TEST_IMAGES).name)
-    labels = data.read_idx(tmp_path / f"{TEST_LABELS}.gz")  # format is fine
+    labels = mnist.read_idx(tmp_path / f"{TEST_LABELS}.gz")  # format is fine
     assert labels.shape == (10000,)
     with pytest.raises(MNISTChecksumError) as ei:
-        data.verify(tmp_path / f"{TEST_LABELS}.gz")
+        mnist.verify(tmp_path / f"{TEST_LABELS}.gz")
     msg = str(ei.value)
-    assert TEST_LABELS in msg and data.MNIST_SHA256[TEST_LABELS] in msg
+    assert TEST_LABELS in msg and mnist.MNIST_SHA256[TEST_LABELS] in msg
     assert hashlib.sha256(bytes(raw)).hexdigest() in msg
     with pytest.raises(MNISTChecksumError):
-        data.load_mnist("test", tmp_path, download=False)
+        mnist.load_mnist("test", tmp_path, download=False)
 
 
 @needs_mnist
 def test_raw_uncompressed_files_accepted(tmp_path):
     for name in (TEST_IMAGES, TEST_LABELS):
         (tmp_path / name).write_bytes(raw_bytes(name))
-    images, labels = data.load_mnist("test", tmp_path, download=False)
+    images, labels = mnist.load_mnist("test", tmp_path, download=False)
     assert images.shape == (10000, 28, 28) and labels[:3].tolist() == [7, 2, 1]
     # A raw file that is actually gzip-compressed is sniffed and decompressed.
     (tmp_path / "sniff").write_bytes(gz_bytes(TEST_LABELS))
-    assert data.read_idx(tmp_path / "sniff").shape == (10000,)
+    assert mnist.read_idx(tmp_path / "sniff").shape == (10000,)
 
 
 # --------------------------------------------------------------------------- #
@@ -177,12 +177,12 @@ def test_read_idx_synthetic_roundtrip(tmp_path):
     arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     (tmp_path / "a.idx").write_bytes(_idx_bytes(arr))
     (tmp_path / "a.idx.gz").write_bytes(gzip.compress(_idx_bytes(arr)))
-    np.testing.assert_array_equal(data.read_idx(tmp_path / "a.idx"), arr)
-    np.testing.assert_array_equal(data.read_idx(tmp_path / "a.idx.gz"), arr)
+    np.testing.assert_array_equal(mnist.read_idx(tmp_path / "a.idx"), arr)
+    np.testing.assert_array_equal(mnist.read_idx(tmp_path / "a.idx.gz"), arr)
     # big-endian int32 type code 0x0C
     ints = np.array([1, -2, 70000], dtype=">i4")
     (tmp_path / "i.idx").write_bytes(bytes([0, 0, 0x0C, 1]) + (3).to_bytes(4, "big") + ints.tobytes())
-    np.testing.assert_array_equal(data.read_idx(tmp_path / "i.idx"), [1, -2, 70000])
+    np.testing.assert_array_equal(mnist.read_idx(tmp_path / "i.idx"), [1, -2, 70000])
 
 
 def test_truncated_file_raises_format_error(tmp_path):
@@ -191,20 +191,20 @@ def test_truncated_file_raises_format_error(tmp_path):
     p = tmp_path / "trunc-idx3-ubyte.gz"
     p.write_bytes(gzip.compress(good[:-5]))  # payload short by 5 bytes
     with pytest.raises(MNISTFormatError, match="trunc-idx3-ubyte.gz.*truncated"):
-        data.read_idx(p)
+        mnist.read_idx(p)
     p2 = tmp_path / "extra-idx3-ubyte"
     p2.write_bytes(good + b"\0")
     with pytest.raises(MNISTFormatError, match="trailing"):
-        data.read_idx(p2)
+        mnist.read_idx(p2)
     p3 = tmp_path / "header-idx3-ubyte"
     p3.write_bytes(good[:9])  # header cut
     with pytest.raises(MNISTFormatError, match="header"):
-        data.read_idx(p3)
+        mnist.read_idx(p3)
     # truncated gzip stream
     p4 = tmp_path / "cut.gz"
     p4.write_bytes(gzip.compress(good)[:-20])
     with pytest.raises(MNISTFormatError, match="cut.gz"):
-        data.read_idx(p4)
+        mnist.read_idx(p4)
     assert issubclass(MNISTFormatError, ValueError)
 
 
@@ -214,7 +214,7 @@ def test_truncated_real_file_raises_format_error(tmp_path):
     p = tmp_path / f"{TEST_LABELS}.gz"
     p.write_bytes(gzip.compress(raw[:-1]))
     with pytest.raises(MNISTFormatError, match=TEST_LABELS):
-        data.read_idx(p)
+        mnist.read_idx(p)
 
 
 def test_bad_magic_raises_format_error(tmp_path):
@@ -223,17 +223,17 @@ def test_bad_magic_raises_format_error(tmp_path):
         p = tmp_path / f"bad{i}-idx1-ubyte"
         p.write_bytes(bad)
         with pytest.raises(MNISTFormatError, match=rf"bad{i}-idx1-ubyte.*magic"):
-            data.read_idx(p)
+            mnist.read_idx(p)
     (tmp_path / "short").write_bytes(b"\0\0")
     with pytest.raises(MNISTFormatError, match="truncated"):
-        data.read_idx(tmp_path / "short")
+        mnist.read_idx(tmp_path / "short")
 
 
 def test_bad_gzip_raises_format_error(tmp_path):
     p = tmp_path / "junk-idx1-ubyte.gz"
     p.write_bytes(b"this is not gzip data at all")
     with pytest.raises(MNISTFormatError, match="junk-idx1-ubyte.gz.*gzip"):
-        data.read_idx(p)
+        mnist.read_idx(p)
 
 
 # --------------------------------------------------------------------------- #
@@ -243,25 +243,25 @@ def test_bad_gzip_raises_format_error(tmp_path):
 
 def test_resolve_mnist_dir_order(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert data.resolve_mnist_dir() == tmp_path / "xdg" / "ncl" / "mnist"
-    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
-    assert data.resolve_mnist_dir() == tmp_path / "env"
-    assert data.resolve_mnist_dir(tmp_path / "arg") == tmp_path / "arg"
-    assert data.resolve_mnist_dir(str(tmp_path / "arg")) == tmp_path / "arg"
-    monkeypatch.setenv(data.ENV_VAR, "")  # empty: treated as unset
-    assert data.resolve_mnist_dir() == tmp_path / "xdg" / "ncl" / "mnist"
-    monkeypatch.delenv(data.ENV_VAR)
+    assert mnist.resolve_mnist_dir() == tmp_path / "xdg" / "ncl" / "mnist"
+    monkeypatch.setenv(mnist.ENV_VAR, str(tmp_path / "env"))
+    assert mnist.resolve_mnist_dir() == tmp_path / "env"
+    assert mnist.resolve_mnist_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert mnist.resolve_mnist_dir(str(tmp_path / "arg")) == tmp_path / "arg"
+    monkeypatch.setenv(mnist.ENV_VAR, "")  # empty: treated as unset
+    assert mnist.resolve_mnist_dir() == tmp_path / "xdg" / "ncl" / "mnist"
+    monkeypatch.delenv(mnist.ENV_VAR)
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data.resolve_mnist_dir() == tmp_path / "home" / ".cache" / "ncl" / "mnist"
+    assert mnist.resolve_mnist_dir() == tmp_path / "home" / ".cache" / "ncl" / "mnist"
 
 
 @needs_mnist
 def test_env_var_used_by_load_mnist(monkeypatch, tmp_path):
     for name in (TEST_IMAGES, TEST_LABELS):
         shutil.copy(mnist_file(name), tmp_path / mnist_file(name).name)
-    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
-    images, labels = data.load_mnist("test", download=False)
+    monkeypatch.setenv(mnist.ENV_VAR, str(tmp_path))
+    images, labels = mnist.load_mnist("test", download=False)
     assert images.shape == (10000, 28, 28) and labels[0] == 7
 
 
@@ -273,10 +273,10 @@ def test_env_var_used_by_load_mnist(monkeypatch, tmp_path):
 def test_missing_dir_download_disabled(tmp_path):
     missing = tmp_path / "does-not-exist"
     with pytest.raises(MNISTUnavailableError) as ei:
-        data.load_mnist("train", missing, download=False)
+        mnist.load_mnist("train", missing, download=False)
     msg = str(ei.value)
     assert TRAIN_IMAGES in msg and TRAIN_LABELS in msg and str(missing) in msg
-    assert data.ENV_VAR in msg and "internet" in msg and "download=False" in msg
+    assert mnist.ENV_VAR in msg and "internet" in msg and "download=False" in msg
     assert not missing.exists()
     with pytest.raises(MNISTUnavailableError):
         data.load_digits(directory=missing, download=False)
@@ -286,7 +286,7 @@ def test_missing_dir_download_disabled(tmp_path):
 def test_no_network_raises_and_leaves_no_partial_file(tmp_path, opener):
     d = tmp_path / "cache"
     with pytest.raises(MNISTUnavailableError) as ei:
-        data.load_mnist("test", d, download=True, mirrors=("https://m1.invalid/a/", "https://m2.invalid/b"), opener=opener)
+        mnist.load_mnist("test", d, download=True, mirrors=("https://m1.invalid/a/", "https://m2.invalid/b"), opener=opener)
     msg = str(ei.value)
     assert TEST_IMAGES in msg and TEST_LABELS in msg and str(d) in msg
     assert "https://m1.invalid/a/t10k-images-idx3-ubyte.gz" in msg
@@ -299,7 +299,7 @@ def test_download_into_unwritable_location_is_unavailable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(MNISTUnavailableError, match="cannot create"):
-        data.download_mnist(blocker / "sub", opener=failing_opener)
+        mnist.download_mnist(blocker / "sub", opener=failing_opener)
 
 
 @needs_mnist
@@ -309,24 +309,24 @@ def test_download_with_injected_opener(tmp_path):
     opener = serving_opener(served, calls)
     d = tmp_path / "dl"
     mirrors = ("https://dead.invalid/", "https://good.invalid/mnist/")
-    images, labels = data.load_mnist("test", d, mirrors=mirrors, opener=lambda url, timeout: (
+    images, labels = mnist.load_mnist("test", d, mirrors=mirrors, opener=lambda url, timeout: (
         failing_opener(url, timeout) if "dead" in url else opener(url, timeout)))
     assert images.shape == (10000, 28, 28) and labels[:5].tolist() == [7, 2, 1, 0, 4]
     assert sorted(p.name for p in d.iterdir()) == [f"{TEST_IMAGES}.gz", f"{TEST_LABELS}.gz"]
-    assert data.verify(d / f"{TEST_LABELS}.gz") == data.MNIST_SHA256[TEST_LABELS]
+    assert mnist.verify(d / f"{TEST_LABELS}.gz") == mnist.MNIST_SHA256[TEST_LABELS]
     assert calls == [f"https://good.invalid/mnist/{TEST_IMAGES}.gz", f"https://good.invalid/mnist/{TEST_LABELS}.gz"]
     # Already present and valid: nothing is fetched again.
     calls.clear()
-    data.download_mnist(d, mirrors=mirrors[1:], splits=("test",), opener=opener)
+    mnist.download_mnist(d, mirrors=mirrors[1:], splits=("test",), opener=opener)
     assert calls == []
     # Only the missing file of a pair is fetched.
     (d / f"{TEST_LABELS}.gz").unlink()
-    data.download_mnist(d, mirrors=mirrors[1:], splits=("test",), opener=opener)
+    mnist.download_mnist(d, mirrors=mirrors[1:], splits=("test",), opener=opener)
     assert calls == [f"https://good.invalid/mnist/{TEST_LABELS}.gz"]
     # An opener may also return bytes.
-    data.download_mnist(d, mirrors=mirrors[1:], splits=("test",), force=True,
+    mnist.download_mnist(d, mirrors=mirrors[1:], splits=("test",), force=True,
                         opener=lambda url, timeout: served[url.rsplit("/", 1)[-1]])
-    assert data.verify(d / f"{TEST_IMAGES}.gz")
+    assert mnist.verify(d / f"{TEST_IMAGES}.gz")
 
 
 @needs_mnist
@@ -341,14 +341,14 @@ def test_corrupted_download_does_not_replace_good_file(tmp_path):
     raw[-1] ^= 0xFF
     bad_served = {f"{n}.gz": b for n, b in [(TEST_LABELS, gzip.compress(bytes(raw))), (TEST_IMAGES, b"garbage")]}
     with pytest.raises(MNISTUnavailableError) as ei:
-        data.download_mnist(d, mirrors=("https://bad.invalid/",), splits=("test",), force=True,
+        mnist.download_mnist(d, mirrors=("https://bad.invalid/",), splits=("test",), force=True,
                             opener=serving_opener(bad_served))
     msg = str(ei.value)
     assert "MNISTChecksumError" in msg and "MNISTFormatError" in msg
     assert "left unchanged" in msg and str(target) in msg
     assert target.read_bytes() == good
     assert sorted(p.name for p in d.iterdir()) == sorted([target.name, mnist_file(TEST_IMAGES).name])
-    assert data.load_mnist("test", d, download=False)[1][0] == 7
+    assert mnist.load_mnist("test", d, download=False)[1][0] == 7
 
 
 @needs_mnist
@@ -357,9 +357,9 @@ def test_bad_existing_file_is_replaced_by_verified_download(tmp_path):
     d.mkdir()
     (d / f"{TEST_LABELS}.gz").write_bytes(b"not gzip")
     shutil.copy(mnist_file(TEST_IMAGES), d / mnist_file(TEST_IMAGES).name)
-    data.download_mnist(d, mirrors=("https://good.invalid/",), splits=("test",),
+    mnist.download_mnist(d, mirrors=("https://good.invalid/",), splits=("test",),
                         opener=serving_opener({f"{TEST_LABELS}.gz": gz_bytes(TEST_LABELS)}))
-    assert data.verify(d / f"{TEST_LABELS}.gz") == data.MNIST_SHA256[TEST_LABELS]
+    assert mnist.verify(d / f"{TEST_LABELS}.gz") == mnist.MNIST_SHA256[TEST_LABELS]
 
 
 # --------------------------------------------------------------------------- #
@@ -441,7 +441,7 @@ def test_bundled_subset_equals_rebuild():
         for key, value in built.items():
             np.testing.assert_array_equal(npz[key], value, err_msg=key)
         assert set(npz.files) == set(built)
-        assert npz["source_sha256"].tolist() == [data.MNIST_SHA256[TRAIN_IMAGES], data.MNIST_SHA256[TRAIN_LABELS]]
+        assert npz["source_sha256"].tolist() == [mnist.MNIST_SHA256[TRAIN_IMAGES], mnist.MNIST_SHA256[TRAIN_LABELS]]
     x, y = data.load_paper_data()
     np.testing.assert_array_equal(x, np.unpackbits(built["bits"], axis=1, count=784))
     np.testing.assert_array_equal(y, built["labels"])
@@ -473,7 +473,7 @@ def test_build_script_runs(tmp_path):
     import subprocess
     import sys
 
-    if data.find_mnist_file(MNIST_DIR, TRAIN_LABELS) is None:
+    if mnist.find_mnist_file(MNIST_DIR, TRAIN_LABELS) is None:
         pytest.skip(f"MNIST files not found in {MNIST_DIR}")
     out = tmp_path / "rebuilt.npz"
     r = subprocess.run(
