@@ -21,7 +21,6 @@ starts, and compile caches must not leak between variants).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -33,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # run as a script: benchmarks/ is sys.path[0]
+    sys.path.insert(0, str(HERE.parent))
 
 CHILD = textwrap.dedent("""
     import json, sys, time
@@ -78,9 +79,7 @@ def jax_case(seeds, epochs, cpu_devices, monitor=True, progress=False, overrides
 def numpy_seconds_per_seed_step(n_steps: int, n_seeds: int, epochs: int) -> dict:
     """Time the NumPy reference step at the smallest, middle and largest minibatch of the
     protocol and average over the protocol's schedule (the step cost is linear in N)."""
-    spec = importlib.util.spec_from_file_location("numpy_reference", HERE / "numpy_reference.py")
-    ref = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref)
+    from benchmarks import numpy_reference as ref
     from ncl.data import load_paper_data
     x, _ = load_paper_data()
     data = x.astype(np.float32)

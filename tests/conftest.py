@@ -1,10 +1,17 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+# The repository root on sys.path, whatever pytest's import mode or working directory:
+# the tests import ``tests.helpers`` and ``benchmarks.numpy_reference`` from it.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.helpers import REPO  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,5 @@
 """The chain's joint distribution against enumeration; the closed-form two-step gradient
 against autodiff of the surrogate, finite differences, and the NumPy reference."""
-import importlib.util
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -12,16 +10,8 @@ from ncl import chain as C
 from ncl._compat import enable_x64
 from ncl import gradient as G
 from ncl import model as M
-from tests.conftest import REPO
-from tests.test_model import CONFIGS, all_binary, chi2_quantile, chi2_stat, random_params
-
-
-def _numpy_reference():
-    spec = importlib.util.spec_from_file_location(
-        "numpy_reference", REPO / "benchmarks" / "numpy_reference.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from benchmarks import numpy_reference
+from tests.helpers import CONFIGS, all_binary, chi2_quantile, chi2_stat, random_params
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.hidden}-{c.recognition}")
@@ -214,7 +204,7 @@ def test_closed_form_gradient_matches_finite_differences_float64():
 @pytest.mark.parametrize("hidden", ["onehot", "binary"])
 def test_closed_form_matches_numpy_reference(hidden):
     """An independent NumPy implementation (benchmarks/numpy_reference.py) agrees."""
-    ref = _numpy_reference()
+    ref = numpy_reference
     config = M.ModelConfig(n_hidden=4, hidden=hidden)
     p, traj, batch, center, mask = _random_problem(jax.random.key(7), config, D=12, T=6,
                                                    Cn=1, N=7)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 OLD_JAX = "jax_num_cpu_devices" not in jax.config.values
 

@@ -17,7 +17,7 @@ import pytest
 
 from ncl import diagnostics as dg
 from ncl.model import ModelConfig, Params
-from tests import reference
+from tests import helpers as reference
 
 # Tolerance in standard errors. The jackknife SE has n_chains − 1 = 15 degrees of
 # freedom, so a z-score is t_15-distributed: P(|t_15| > 5) ≈ 2e-4 per comparison.

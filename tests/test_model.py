@@ -1,58 +1,13 @@
 """Kernels against brute-force enumeration; samplers against exact probabilities; App. A1 init."""
-import itertools
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ncl import model as M
+from tests.helpers import CONFIGS, all_binary, chi2_quantile, chi2_stat, random_params
 
 jax.config.update("jax_enable_x64", False)
-
-# Chi-square tests: each uses a fixed key, so it is deterministic; the threshold is the
-# (1 - ALPHA) quantile, i.e. a false-alarm rate of ALPHA per test had the key been random.
-ALPHA = 1e-4
-
-
-def chi2_quantile(dof: int, alpha: float = ALPHA) -> float:
-    """Upper quantile of chi-square(dof) by the Wilson–Hilferty approximation."""
-    # z for the upper tail via an inverse-erfc bisection (no scipy dependency)
-    lo, hi = 0.0, 10.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if 0.5 * math.erfc(mid / math.sqrt(2)) > alpha:
-            lo = mid
-        else:
-            hi = mid
-    z = lo
-    k = dof
-    return k * (1 - 2 / (9 * k) + z * math.sqrt(2 / (9 * k))) ** 3
-
-
-def chi2_stat(counts, probs):
-    counts = np.asarray(counts, np.float64)
-    expected = counts.sum() * np.asarray(probs, np.float64)
-    keep = expected > 0
-    assert counts[~keep].sum() == 0, "sampled a zero-probability outcome"
-    return float((((counts - expected) ** 2)[keep] / expected[keep]).sum()), int(keep.sum()) - 1
-
-
-def random_params(key, D, L, scale=1.0, a_zero=False):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    return M.Params(w=scale * jax.random.normal(k1, (D, L)),
-                    a=jnp.zeros(D) if a_zero else 0.5 * jax.random.normal(k2, (D,)),
-                    wbar=scale * jax.random.normal(k3, (L, D)),
-                    abar=0.5 * jax.random.normal(k4, (L,)))
-
-
-def all_binary(n):
-    return np.array(list(itertools.product([0, 1], repeat=n)), np.float32)
-
-
-CONFIGS = [M.ModelConfig(n_hidden=3, hidden="onehot", recognition=r)
-           for r in M.RECOGNITION_KINDS] + [M.ModelConfig(n_hidden=3, hidden="binary")]
 
 
 def test_log_A_matches_enumeration_and_normalises():

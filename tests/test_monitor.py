@@ -8,7 +8,7 @@ from ncl import chain as C
 from ncl import diagnostics as Dg
 from ncl import model as M
 from ncl import monitor as Mo
-from tests.test_model import all_binary, random_params
+from tests.helpers import all_binary, random_params
 
 
 def exact_M(params, center, config, D):

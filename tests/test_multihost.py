@@ -2,7 +2,7 @@
 Gloo collectives) trains the single-device run's members, and every process gets the
 whole ensemble back. Marked slow: it starts two JAX processes that talk over localhost.
 
-What is guaranteed, and so tested (see ``tests/agreement.py``): the processes gather the
+What is guaranteed, and so tested (see ``tests/helpers.py``): the processes gather the
 same arrays, so they hold bit-identical results. Against the single-device run, whose
 vmapped matrix products have another batch shape, only float32 round-off agreement is:
 one flipped Bernoulli draw sends the chaotic chain elsewhere. So: keys, step counters and
@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SCRIPT = textwrap.dedent("""
     import dataclasses, hashlib, json, sys, jax
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
     x, _ = load_paper_data()
     cfg = TrainConfig(epochs=3, steps_per_epoch=4, chain_length=8, batch_min=8, batch_max=32,
                       batch_buckets=2)
-    from tests import agreement as A
+    from tests import helpers as A
     first = dataclasses.replace(cfg, epochs=1, steps_per_epoch=1, batch_buckets=1,
                                 monitor=False)
     f_all, fh_all = train_ensemble(range(6), x, first)
@@ -105,7 +105,7 @@ def test_cli_train_over_two_processes_writes_one_run(tmp_path):
     import numpy as np
 
     from ncl import io
-    from tests import agreement as A
+    from tests import helpers as A
     common = ["--seeds", "3", "--epochs", "2", "--steps-per-epoch", "1", "-T", "6",
               "--batch-min", "8", "--batch-max", "24", "--checkpoint-every", "1", "-q"]
     port = str(_free_port())

@@ -1,15 +1,9 @@
 """Tests of the plain NumPy reference (benchmarks/numpy_reference.py)."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "numpy_reference.py"
-_spec = importlib.util.spec_from_file_location("numpy_reference", _PATH)
-ref = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ref)
+from benchmarks import numpy_reference as ref
 
 
 # ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ training through ncl.training with tied parameters.
 
 Autodiff and closed-form training are different float32 programs: they agree to round-off
 until a Bernoulli draw flips, so they are compared after one training step (parameters to
-round-off, keys bit for bit; tests/agreement.py says why), not after a full run."""
+round-off, keys bit for bit; tests/helpers.py says why), not after a full run."""
 import dataclasses
 import itertools
 
@@ -19,7 +19,7 @@ from ncl import exact
 from ncl import rbm
 from ncl import training as T
 from ncl.model import ModelConfig, Params, enumerate_hidden_states
-from tests import agreement as A
+from tests import helpers as A
 
 CONFIGS = [rbm.rbm_model_config(3), rbm.rbm_model_config(3, "binary"),
            rbm.rbm_model_config(3, centering=False),
@@ -196,7 +196,7 @@ def test_rbm_family_trains_through_ncl_training(paper_data):
                   np.asarray(ll(s0.params, s0.center)))
     # autodiff PCD is the closed form in other float32 arithmetic: equal to round-off for
     # the first step (later, one flipped Bernoulli draw would send the chains apart;
-    # tests/agreement.py), keys bit for bit; exact-gradient training runs
+    # tests/helpers.py), keys bit for bit; exact-gradient training runs
     first = dataclasses.replace(cfg, epochs=1, steps_per_epoch=1)
     s_auto, _ = T.train_ensemble([0, 1], x, dataclasses.replace(first, gradient="autodiff"))
     s_closed, _ = T.train_ensemble([0, 1], x, first)

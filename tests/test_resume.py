@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ncl import io
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 EPOCHS = 20
 ARGS = ["--seeds", "16", "--epochs", str(EPOCHS), "--steps-per-epoch", "60", "-T", "48",

@@ -1,7 +1,7 @@
 """The seed axis sharded over 4 forced CPU devices (plain, member-chunked, and resumed on
 3 devices) trains the same members as the single-device run.
 
-What is guaranteed, and so tested (see ``tests/agreement.py``): partitioning changes the
+What is guaranteed, and so tested (see ``tests/helpers.py``): partitioning changes the
 batch shape of every vmapped matrix product, and XLA does not promise the same float32
 bits at another shape, so one Bernoulli draw may flip and the chaotic chain then goes
 elsewhere (seen on a 2-core AMD EPYC: weights 0.79 apart after 20 steps). Bit for bit:
@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tests import agreement as A
-from tests.conftest import REPO
+from tests import helpers as A
+from tests.helpers import REPO
 
 SCRIPT = textwrap.dedent("""
     import dataclasses, json, sys, jax

@@ -1,7 +1,7 @@
 """Sweeps: grid parsing, grouping by shape, and member == the same settings alone.
 
 A sweep group is one vmapped program; a member trained alone is another shape, so the two
-agree to float32 round-off only, until a Bernoulli draw flips (see ``tests/agreement.py``).
+agree to float32 round-off only, until a Bernoulli draw flips (see ``tests/helpers.py``).
 Members are therefore compared after one training step (parameters to round-off, each
 closest to its own standalone run, which catches settings or seeds attached to the wrong
 member), with keys bit for bit.
@@ -14,7 +14,7 @@ import pytest
 
 from ncl import sweep as S
 from ncl import training as T
-from tests import agreement as A
+from tests import helpers as A
 
 BASE = T.TrainConfig(epochs=3, steps_per_epoch=4, chain_length=10, batch_min=8, batch_max=30,
                      batch_buckets=1)

@@ -1,7 +1,7 @@
 """Training protocol: schedule, determinism, ensemble members == single runs, learning,
 resume, saving, the command line.
 
-Equality, as far as it is guaranteed (see ``tests/agreement.py``): the same program on the
+Equality, as far as it is guaranteed (see ``tests/helpers.py``): the same program on the
 same shapes (a run repeated, a run resumed in pieces, a reloaded state) is bit for bit
 reproducible and tested so. Programs of other shapes or arithmetic (an ensemble member
 against ``train`` of its seed: vmap batches the matrix products; member chunking; the
@@ -22,7 +22,7 @@ from ncl import io
 from ncl import training as T
 from ncl.cli import main as cli_main
 from ncl.model import ModelConfig
-from tests import agreement as A
+from tests import helpers as A
 
 SMALL = T.TrainConfig(epochs=4, steps_per_epoch=5, chain_length=12, batch_min=8,
                       batch_max=32, batch_buckets=2)

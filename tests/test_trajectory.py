@@ -21,7 +21,7 @@ import pytest
 
 from ncl import trajectory as tr
 from ncl.model import ModelConfig, Params
-from tests import reference
+from tests import helpers as reference
 
 NSE = 4.0
 D = 8                                        # 256 visible states
