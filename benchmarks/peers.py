@@ -33,6 +33,7 @@ uniforms for the visible draw), so with E = 1 and the same generator it reproduc
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,12 @@ PARAM_NAMES = ("w", "a", "wbar", "abar")
 
 
 def load_reference():
-    """``benchmarks/numpy_reference.py`` as a module (loaded as bench_train.py loads it)."""
-    spec = importlib.util.spec_from_file_location("numpy_reference", HERE / "numpy_reference.py")
-    ref = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref)
-    return ref
+    """:mod:`benchmarks.numpy_reference` (the repository root is put on ``sys.path`` when
+    this file is loaded on its own)."""
+    if str(HERE.parent) not in sys.path:
+        sys.path.insert(0, str(HERE.parent))
+    from benchmarks import numpy_reference
+    return numpy_reference
 
 
 # ----------------------------------------------------------------------------

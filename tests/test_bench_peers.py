@@ -1,16 +1,10 @@
 """The benchmark peers (benchmarks/peers.py) against the per-seed NumPy reference."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
-_spec = importlib.util.spec_from_file_location("bench_peers_impl", _PATH)
-peers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(peers)
-ref = peers.load_reference()
+from benchmarks import numpy_reference as ref
+from benchmarks import peers
 
 HIDDEN = ("onehot", "binary")
 
