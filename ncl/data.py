@@ -178,7 +178,7 @@ def load_digits(
     directory: str | os.PathLike[str] | None = None,
     download: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`load_mnist` followed by :func:`select_digits`.
+    """:func:`ncl.mnist.load_mnist` followed by :func:`select_digits`.
 
     Returns ``(x, labels)``: ``x`` uint8 ``(len(digits)*per_digit, 784)`` in
     {0, 1}, ``labels`` uint8 ``(len(digits)*per_digit,)``, in file order.
