@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ncl.levels import find_levels, low_group
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _noise(kind, rng, n):
