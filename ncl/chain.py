@@ -1,9 +1,16 @@
 """The alternating persistent chain x'(t) → z(t) → x'(t+1) (paper Fig. 1, eq. 18).
 
+Layer: above :mod:`ncl.model` and :mod:`ncl.markov`; everything that runs a chain
+(gradient estimators, monitor, trajectory, training, diagnostics, workflows) runs it
+through this module. Sizes as in :mod:`ncl.model` (``T`` double steps, ``C`` chains).
+
 BlackJAX-style pure functions: :func:`init` builds a :class:`ChainState`,
 :func:`step` performs one double step, :func:`sample_chain` runs ``T`` double steps
-with ``lax.scan`` and returns the (x'(t), z(t)) pairs the two-step gradient needs.
-Keys are explicit and never stored.
+with ``lax.scan`` and returns the (x'(t), z(t)) pairs the two-step gradient needs;
+:func:`run_segments` runs consecutive segments (one key each) and keeps only what a
+``record(traj)`` function extracts from each (the one segment runner of the package);
+:func:`kernel` returns the ``(init, step)`` pair of one double step for users who write
+their own loop. Keys are explicit and never stored.
 
 Speed without approximation:
 
@@ -34,7 +41,7 @@ members, sharding over devices).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import chex
 import jax
@@ -172,13 +179,10 @@ def _draw_pairs(kw: Array, t: Array, t1: Array, t2: Array, f1: Array, f2: Array)
 
 # ----------------------------------------------------------------------------- steps
 
-def _scan(key: Array, x0: Array, params: Params, center: Array, config: ModelConfig,
-          n_steps: int, unroll: int):
-    """Run the chain; returns packed ``x'(T)``, packed ``x'(t)`` ``(C, T, H)``, ``z(t)`` (or
-    ``α(t)``) ``(T, C, ...)`` and the hidden logits ``g(x'(t))`` ``(T, C, L)``."""
-    C, D = x0.shape
+def _step_function(kw: Array, params: Params, center: Array, config: ModelConfig, C: int):
+    """``step_fn(packed, t) -> (packed', (z or α, g))``: double step ``t`` of the segment
+    whose Threefry key is ``kw``, on packed visible pairs ``(C, H)``."""
     L = config.n_hidden
-    kw = _segment_key(key)
     bias = params.abar - params.wbar @ center                          # g = wbar x + bias
     wbar = _pad_even(params.wbar)                                      # (L, 2H)
 
@@ -204,6 +208,15 @@ def _scan(key: Array, x0: Array, params: Params, center: Array, config: ModelCon
             z = jnp.logical_xor(bits_z < thr_z, flip_z).astype(jnp.float32)   # (C, L)
             thr_x, flip_x = bernoulli_thresholds(visible_logits(params, z))
             return _draw_pairs(kw, t, *_halves(thr_x), *_halves(flip_x)), (z, g)
+    return step_fn
+
+
+def _scan(key: Array, x0: Array, params: Params, center: Array, config: ModelConfig,
+          n_steps: int, unroll: int):
+    """Run the chain; returns packed ``x'(T)``, packed ``x'(t)`` ``(C, T, H)``, ``z(t)`` (or
+    ``α(t)``) ``(T, C, ...)`` and the hidden logits ``g(x'(t))`` ``(T, C, L)``."""
+    C, D = x0.shape
+    step_fn = _step_function(_segment_key(key), params, center, config, C)
 
     # The visited states are written into a (C, T, H) buffer carried through the loop
     # rather than stacked as scan outputs: under vmap, stacked outputs come out
@@ -291,3 +304,102 @@ def step(key: Array, state: ChainState, params: Params, center: Array,
     Returns the new state and a :class:`Trajectory` with ``T = 1``.
     """
     return sample_chain(key, state, params, center, config, 1)
+
+
+# ----------------------------------------------------------------------------- segments
+
+def _is_single_key(key) -> bool:
+    """One key (typed ``()`` or raw ``uint32 (2,)``) rather than a stack of keys."""
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return key.ndim == (0 if typed else 1)
+
+
+def run_segments(keys: Array, state: ChainState, params: Params, center: Array,
+                 config: ModelConfig, n_steps: int,
+                 record: Callable[[Trajectory], Any] | None = None, unroll: int = 1
+                 ) -> tuple[ChainState, Any]:
+    """Run consecutive chain segments of ``n_steps`` (= T) double steps each, keeping only
+    ``record(traj)`` of every segment: the segment runner of the package (training-free
+    chains of :mod:`ncl.diagnostics`, :mod:`ncl.trajectory`, and the workflows).
+
+    Segment ``i`` is :func:`sample_chain` ``(keys[i], state_i, ..., n_steps)``: a chain run
+    this way draws exactly the random numbers its caller's keys define, whatever it
+    records, and its memory is that of one segment (``O(T · C · D)``) plus the records.
+
+    Args:
+      keys: ``(n_seg,)`` PRNG keys (typed, or raw ``(n_seg, 2)`` uint32), one per segment,
+        run with one ``lax.scan`` (one compiled instance of the chain); or ONE key: one
+        segment, run directly (no loop), its record not stacked.
+      state: :class:`ChainState` with ``x (C, D)``.
+      params, center, config: the model (``center (D,)``).
+      n_steps: T, double steps per segment.
+      record: ``record(traj) -> pytree`` of a segment's :class:`Trajectory`
+        (``x (T, C, D)``, ``z (T, C, L)``); ``None`` records nothing (burn-in).
+      unroll: ``lax.scan`` unroll factor of the chain (speed only).
+    Returns:
+      ``(state after the last segment, records)``: records stacked on a leading
+      ``(n_seg,)`` axis (not stacked for one key; ``None`` without ``record``).
+    """
+    def body(st, k):
+        st, traj = sample_chain(k, st, params, center, config, n_steps, unroll)
+        return st, (None if record is None else record(traj))
+
+    if _is_single_key(keys):
+        return body(state, keys)
+    return jax.lax.scan(body, state, keys)
+
+
+# ----------------------------------------------------------------------------- kernel
+
+class StepInfo(NamedTuple):
+    """What one double step visited (stack ``T`` of them to get a :class:`Trajectory`).
+
+    Attributes:
+      x: ``(C, D)`` the visible state ``x'(t)`` the step started from.
+      z: ``(C, L)`` the hidden state ``z(t) ~ Ā(x'(t), ·)`` (float32 rows).
+      hidden_logits: ``(C, L)`` ``g(x'(t))`` (eq. 17), as the sampler computed it.
+    """
+
+    x: Array
+    z: Array
+    hidden_logits: Array
+
+
+class Kernel(NamedTuple):
+    """``(init, step)`` of :func:`kernel`."""
+
+    init: Callable[[Array], ChainState]
+    step: Callable[..., tuple[ChainState, StepInfo]]
+
+
+def kernel(config: ModelConfig) -> Kernel:
+    """BlackJAX-style kernel of one double step of the chain: ``init, step = kernel(config)``.
+
+    * ``init(x0) -> ChainState``: ``x0 (C, D)`` (or ``(D,)`` for C = 1) visible states.
+    * ``step(key, state, params, center, t=0) -> (ChainState, StepInfo)``: double step
+      ``z ~ Ā(x', ·)``, ``x'_next ~ A(z, ·)``; ``params`` one model's :class:`Params`,
+      ``center (D,)``. ``StepInfo`` has ``x (C, D)`` (the state stepped from), ``z (C, L)``
+      and ``hidden_logits (C, L)``.
+
+    Pure and jit-able (``config`` is static). Randomness: a segment key is expanded
+    once into a Threefry key and double step ``t`` of that segment uses the counter
+    block ``t`` (see the module docstring), so ``step(key, ·, t)`` draws exactly the bits
+    of step ``t`` of :func:`sample_chain` ``(key, ...)``: a ``lax.scan`` of ``step`` over
+    ``t = 0..T−1`` with one ``key`` visits the same states as ``sample_chain(key, state,
+    ..., T)`` (the arithmetic is the same; XLA may round the hidden logits differently
+    in another program, which could flip a draw whose probability lies within float32
+    round-off of its uniform). With a fresh key per step (``t = 0`` each time) it is
+    :func:`run_segments` with ``n_steps = 1``.
+    """
+    def init_fn(x0: Array) -> ChainState:
+        return init(x0)
+
+    def step_fn(key: Array, state: ChainState, params: Params, center: Array,
+                t: Array | int = 0) -> tuple[ChainState, StepInfo]:
+        _check_chain_inputs(state, params, center, config)
+        C, D = state.x.shape
+        fn = _step_function(_segment_key(key), params, center, config, C)
+        packed, (z, g) = fn(_pack_pairs(state.x), jnp.asarray(t, jnp.int32))
+        return ChainState(_unpack_pairs(packed, D)), StepInfo(state.x, _as_rows(z, config), g)
+
+    return Kernel(init_fn, step_fn)

@@ -1,5 +1,10 @@
 """The model: parameters, the two transition kernels A and Ā, exact sampling, App. A1 init.
 
+Layer: the lowest numerical module (imports only the leaves ``_validate`` and ``data``);
+every other numerical module builds on it. It also owns the per-state tables every
+estimator needs (``log A`` and ``log Ā`` over all hidden states), the one fast softplus,
+and the eq. (5) log-likelihood of the data given a hidden occupancy ``p̄``.
+
 Notation follows Baiesi & Rosso (arXiv:2512.11415) and ``docs/model.md``:
 
 * visible ``x ∈ {0,1}^D``; hidden ``z`` is either one of ``L`` one-hot vectors
@@ -10,24 +15,47 @@ Notation follows Baiesi & Rosso (arXiv:2512.11415) and ``docs/model.md``:
 * recognition kernel Ā (x → z), eqs. (9)/(11)/(19), with the centering trick of
   eq. (17): ``g = wbar (x − c) + abar``, ``c`` the data mean (or 0 without centering).
 
-Every function works on one model; ensembles are obtained with ``jax.vmap``.
-Leading batch dimensions written ``...`` are supported where stated.
+Sizes: one letter per size, used in the docstrings of all numerical modules
+(``model``, ``markov``, ``chain``, ``gradient``, ``exact``, ``rbm``, ``estimators``,
+``monitor``, ``trajectory``, ``sharding``, ``training``, ``diagnostics``):
+
+* ``D`` visible units; ``L`` hidden units; ``S`` hidden states (``ModelConfig.n_states``:
+  ``L`` one-hot, ``2**L`` binary);
+* ``N`` data rows of a minibatch (``N_D`` of the whole data set); ``T`` double steps of
+  a chain segment;
+  ``C`` parallel chains; ``E`` ensemble members (seeds);
+* ``K`` Rao–Blackwell samples ``x_k ~ A(z, ·)``; ``G`` jackknife groups; ``Q`` classes
+  of a classifier; ``P`` a batch of occupancy vectors.
+
+Epoch counts are written ``n_epochs`` (no letter). Every function works on one model;
+ensembles are obtained with ``jax.vmap``. Leading batch dimensions written ``...`` are
+supported where stated.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ncl import _validate as _v
+from ncl.data import check_data
 
 Array = jax.Array
 
 HIDDEN_KINDS = ("onehot", "binary")
 RECOGNITION_KINDS = ("paper", "softmax", "eq19-exact")
 MAX_ENUMERABLE_BINARY_UNITS = 20
+MAX_BINARY_UNITS = 12
+"""Largest ``L`` for binary hidden units in the enumeration-based diagnostics and the
+eq. (5) likelihood (:func:`check_enumerable`; ``S = 4096``)."""
+
+CHUNK_ELEMENTS = 1 << 23
+"""Chunk sizes are capped so that one chunk's largest intermediate has about this many
+float32 elements (32 MiB per model); matters only for binary hidden units with large S."""
 
 
 class Params(NamedTuple):
@@ -167,6 +195,35 @@ def log_A(params: Params, z: Array, x: Array) -> Array:
     return jnp.sum(x * h - jax.nn.softplus(h), axis=-1)
 
 
+def softplus(h: Array) -> Array:
+    """``log(1 + e^h)`` as ``max(h, 0) + log1p(e^-|h|)``: the function ``jax.nn.softplus``
+    computes, in a form XLA's CPU backend evaluates ~3x faster."""
+    return jnp.maximum(h, 0) + jnp.log1p(jnp.exp(-jnp.abs(h)))
+
+
+def log_A_matrix(params: Params, x: Array, zs: Array) -> Array:
+    """``ℓ[n, s] = log A(z_s, x_n)`` (eq. 10) for data ``x (N, D)`` and given hidden
+    states ``zs (S', L)`` (e.g. the ``T·C`` chain samples, or all ``S`` states) →
+    ``(N, S')``. Uses ``x·(w z + a) = (x w)·z + x·a``: an ``(N, L) @ (L, S')`` product,
+    never an ``(N, S', D)`` tensor; :func:`softplus` for the normaliser."""
+    h = visible_logits(params, zs)                                   # (S', D)
+    softplus_sum = jnp.sum(softplus(h), axis=-1)                     # (S',)
+    return (x @ params.w) @ zs.T + (x @ params.a)[:, None] - softplus_sum[None, :]
+
+
+def log_A_all_states(params: Params, x: Array, config: ModelConfig) -> Array:
+    """``log A(z, x_n)`` for all ``S`` hidden states (eq. 10): ``x (N, D)`` → ``(N, S)``,
+    states ordered as :func:`enumerate_hidden_states`.
+
+    The route of the eq. (5) likelihood and the monitor, ``x @ h(z)ᵀ − Σ softplus(h(z))``
+    with ``jax.nn.softplus`` (the same values as :func:`log_A_matrix` of all states up
+    to float32 round-off; each keeps its own arithmetic so results stay bit-stable).
+    """
+    states = enumerate_hidden_states(config)
+    h = visible_logits(params, states)                       # (S, D)
+    return x @ h.T - jnp.sum(jax.nn.softplus(h), axis=-1)
+
+
 def _onehot_sampling_logits(g: Array, config: ModelConfig) -> Array:
     """Unnormalised log-probabilities of the one-hot state α given g."""
     if config.recognition == "softmax":
@@ -227,6 +284,35 @@ def hidden_state_probs(params: Params, x: Array, center: Array, config: ModelCon
         return jax.nn.softmax(_onehot_sampling_logits(g, config), axis=-1)
     states = enumerate_hidden_states(config)
     return jnp.exp(jax.nn.log_sigmoid(g) @ states.T + jax.nn.log_sigmoid(-g) @ (1 - states).T)
+
+
+def log_abar_from_logits(g: Array, z: Array, config: ModelConfig) -> Array:
+    """``ln Ā(x, z)`` (eq. 11 binary; eq. 19 / softmax one-hot) given ``g = g(x)`` (eq. 17).
+
+    ``g (..., L)``, ``z (..., L)`` float rows (bits or one-hot; broadcast) → ``(...)``.
+    Same value as :func:`log_Abar`, without recomputing ``g``.
+    """
+    if config.hidden == "binary":
+        return jnp.sum(z * jax.nn.log_sigmoid(g) + (1.0 - z) * jax.nn.log_sigmoid(-g), -1)
+    return jnp.sum(z * jax.nn.log_softmax(_onehot_sampling_logits(g, config), -1), -1)
+
+
+def log_abar_all_states(params: Params, x: Array, center: Array, config: ModelConfig) -> Array:
+    """``log Ā(x, z)`` for every hidden state z (the sampling kernel, eq. 11 or 19).
+
+    ``x (..., D)`` → ``(..., S)``, states ordered as :func:`enumerate_hidden_states`.
+    Uses matrix products (no ``(..., S, L)`` intermediate for binary units).
+    """
+    return log_abar_all_states_from_logits(hidden_logits(params, x, center), config)
+
+
+def log_abar_all_states_from_logits(g: Array, config: ModelConfig) -> Array:
+    """:func:`log_abar_all_states` given the hidden logits ``g (..., L)`` of ``x`` (e.g. the
+    ones the training chain computed) → ``(..., S)``."""
+    if config.hidden == "onehot":
+        return jax.nn.log_softmax(_onehot_sampling_logits(g, config), axis=-1)
+    states = enumerate_hidden_states(config)
+    return jax.nn.log_sigmoid(g) @ states.T + jax.nn.log_sigmoid(-g) @ (1.0 - states).T
 
 
 def enumerate_hidden_states(config: ModelConfig) -> Array:
@@ -373,3 +459,89 @@ def init_params(key: Array, data: Array, config: ModelConfig,
     w = (jnp.log(m) - jnp.log1p(-m)).T
     return Params(w=w.astype(jnp.float32), a=jnp.zeros((D,), jnp.float32),
                   wbar=jnp.zeros((L, D), jnp.float32), abar=jnp.zeros((L,), jnp.float32))
+
+
+# ----------------------------------------------------------------------------- likelihood given p̄
+
+def check_enumerable(config: ModelConfig) -> int:
+    """Number of hidden states S; ``ValueError`` for binary hidden units with
+    L > :data:`MAX_BINARY_UNITS` (what the enumeration-based code refuses)."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+    if config.hidden == "binary" and config.n_hidden > MAX_BINARY_UNITS:
+        raise ValueError(
+            f"diagnostics enumerate the 2**L hidden states; binary hidden units with "
+            f"L = {config.n_hidden} > {MAX_BINARY_UNITS} are not supported "
+            f"({2 ** config.n_hidden} states); use n_hidden (L) <= {MAX_BINARY_UNITS} or "
+            "one-hot hidden units")
+    return config.n_states
+
+
+def log_likelihood_given_occupancy(params: Params, data: Array, log_p_bar: Array,
+                                   config: ModelConfig, chunk: int = 1024) -> Array:
+    """Exact log-likelihood given ``p̄``, eqs. (5), (7), App. A3:
+    ``mean_n logsumexp_z [log p̄(z) + log A(z, x_n)]`` over the whole data set.
+
+    (Not to be confused with :func:`ncl.exact.log_likelihood` and
+    :func:`ncl.rbm.log_likelihood`, ``(params, data, center, config, mask)``, the exact
+    eq. (7) with the model's own exact stationary state.)
+
+    The data are processed ``chunk`` rows at a time (``lax.map`` over chunks; the last
+    chunk is padded and masked), so memory is ``O(chunk · (D + P · S))``; ``chunk`` is
+    lowered if ``chunk · P · S`` exceeds :data:`CHUNK_ELEMENTS`. States with
+    ``p̄ = 0`` (``log p̄ = −inf``) contribute nothing.
+
+    Args:
+      params: model parameters (only ``w``, ``a`` are used).
+      data: ``(N, D)`` binary data.
+      log_p_bar: ``(S,)`` or a batch ``(P, S)`` of log occupancies.
+      config: model configuration.
+      chunk: data rows per chunk.
+    Returns:
+      scalar (or ``(P,)``), nats per data point.
+
+    Jittable; called with concrete arrays it first checks the data (2-D, non-empty,
+    finite, 0/1) and ``log_p_bar`` (log-probabilities, ``<= 0``) on the host.
+    """
+    check_enumerable(config)
+    if not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    if not isinstance(data, jax.core.Tracer):
+        data = check_data(data)
+    elif data.ndim != 2 or 0 in data.shape:
+        raise ValueError(f"data must be a non-empty 2-D array (N, D), got shape {data.shape}")
+    check_params(params, config, data.shape[1])
+    S = config.n_states
+    lp = jnp.asarray(log_p_bar, jnp.float32)
+    if lp.ndim not in (1, 2) or lp.shape[-1] != S:
+        raise ValueError(f"log_p_bar must have shape ({S},) or (P, {S}) (log occupancy of "
+                         f"the {S} hidden states), got {tuple(lp.shape)}")
+    if not isinstance(lp, jax.core.Tracer):
+        v = np.asarray(lp)
+        if np.isnan(v).any() or (v > 1e-4).any():
+            raise ValueError("log_p_bar must hold log-probabilities (<= 0, -inf allowed, no "
+                             "NaN); pass jnp.log(p_bar), not p_bar")
+    return _log_likelihood_given_occupancy(params, data, lp, config, int(chunk))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "chunk"))
+def _log_likelihood_given_occupancy(params: Params, data: Array, lp: Array,
+                                    config: ModelConfig, chunk: int) -> Array:
+    S = config.n_states
+    single = lp.ndim == 1
+    lp = lp[None] if single else lp
+    N, D = data.shape
+    c = max(1, min(chunk, N, CHUNK_ELEMENTS // (S * (lp.shape[0] + 1))))
+    n_chunks = -(-N // c)
+    pad = n_chunks * c - N
+    x = jnp.pad(jnp.asarray(data, jnp.float32), ((0, pad), (0, 0))).reshape(n_chunks, c, D)
+    mask = (jnp.arange(n_chunks * c) < N).reshape(n_chunks, c)
+
+    def one(args):
+        xc, m = args
+        la = log_A_all_states(params, xc, config)                    # (c, S)
+        ll = jax.nn.logsumexp(lp[:, None, :] + la[None], axis=-1)    # (P, c)
+        return jnp.sum(jnp.where(m[None], ll, 0.0), axis=-1)         # (P,)
+
+    total = jnp.sum(jax.lax.map(one, (x, mask)), axis=0) / N
+    return total[0] if single else total
