@@ -30,6 +30,7 @@ CHILD = textwrap.dedent("""
         from ncl._compat import set_num_cpu_devices
         set_num_cpu_devices(cfg_in["cpu_devices"])
     import jax.numpy as jnp, numpy as np
+    from ncl import sharding
     from ncl import training as T
     from ncl.model import ModelConfig
     if cfg_in["mnist10"]:
@@ -49,15 +50,15 @@ CHILD = textwrap.dedent("""
     S = cfg_in["seeds"]
     data = jnp.asarray(T.check_data(x))
     keys = T.ensemble_keys(np.arange(S))
-    devices = T._resolve_devices(None)
+    devices = sharding.resolve_devices(None)
     make = T._program(config, True, 0, E, True)
     # compile once (timed), through the same sharded path the library uses
     t0 = time.perf_counter()
-    state, hist = T._run_sharded(make, keys, data, devices)
+    state, hist = sharding.run_sharded(make, keys, data, devices)
     jax.block_until_ready(state)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    state, hist = T._run_sharded(make, keys, data, devices)
+    state, hist = sharding.run_sharded(make, keys, data, devices)
     jax.block_until_ready(state)
     run = time.perf_counter() - t0
     steps = E * config.steps_per_epoch

@@ -1,6 +1,9 @@
 """Exact reference for small visible layers: stationary distribution, exact
 log-likelihood, its exact gradient, and the T → ∞ limit of the two-step gradient.
 
+Layer: an estimator module, above :mod:`ncl.gradient` (whose helpers and signature it
+shares) and below the registry :mod:`ncl.estimators`. Sizes as in :mod:`ncl.model`.
+
 For ``D`` visible bits the visible chain ``x' → z → x`` has the ``2**D × 2**D`` transition
 matrix ``P[x', x] = Σ_z Ā(x', z) A(z, x)`` (paper Sect. III); its stationary vector
 ``p(x)`` is the model's distribution and ``L = mean_n log p(x_n)`` (eq. 7) the quantity the
@@ -31,9 +34,14 @@ Gradients:
   ``R(z) = mean_n A(z, x_n)/p(x_n)``, with ``log q`` the recognition log-probability the
   configured option differentiates (:func:`ncl.model.recognition_log_q`).
 
-Both have the signature of :func:`ncl.gradient.two_step_gradient` (the chain segment is
-ignored), so ``TrainConfig(gradient="exact")`` and ``TrainConfig(gradient="two-step-expected")``
-train with them through :mod:`ncl.training` under the unchanged protocol.
+Both have the signature of :func:`ncl.gradient.two_step_gradient` (the chain segment and
+its hidden logits are ignored), so ``TrainConfig(gradient="exact")`` and
+``TrainConfig(gradient="two-step-expected")`` train with them through the registry
+:mod:`ncl.estimators` under the unchanged protocol.
+
+Likelihood names: :func:`log_likelihood` here is the *exact* eq. (7), ``(params, data,
+center, config, mask)``, with the model's exact stationary state; the eq. (5) likelihood
+given an estimated occupancy is :func:`ncl.model.log_likelihood_given_occupancy`.
 """
 from __future__ import annotations
 
@@ -44,8 +52,9 @@ import numpy as np
 import optax
 
 from ncl.chain import Trajectory
-from ncl.gradient import log_A_matrix
-from ncl.model import ModelConfig, Params, enumerate_hidden_states, recognition_log_q
+from ncl.gradient import finish_gradient, mask_and_count
+from ncl.model import (ModelConfig, Params, enumerate_hidden_states, log_A_matrix,
+                       log_abar_all_states, recognition_log_q)
 
 Array = jax.Array
 
@@ -83,11 +92,6 @@ def visible_state_index(x) -> Array:
     return jnp.sum(x.astype(jnp.int32) * (2 ** jnp.arange(D, dtype=jnp.int32)), axis=-1)
 
 
-def _log_abar_states(params: Params, x: Array, center: Array, config: ModelConfig) -> Array:
-    from ncl.diagnostics import log_abar_all_states
-    return log_abar_all_states(params, x, center, config)
-
-
 def _visible_chunks(D: int, chunk: int):
     n = 2 ** D
     c = min(chunk, n)
@@ -110,7 +114,7 @@ def log_hidden_transition_matrix(params: Params, center: Array, config: ModelCon
         idx = (i * c + jnp.arange(c, dtype=jnp.uint32))[:, None]
         x = ((idx >> jnp.arange(D, dtype=jnp.uint32)) & 1).astype(jnp.float32)
         la = log_A_matrix(params, x, states)                       # (c, S): log A(z', x)
-        lab = _log_abar_states(params, x, center, config)           # (c, S): log Ā(x, z)
+        lab = log_abar_all_states(params, x, center, config)           # (c, S): log Ā(x, z)
         return jax.nn.logsumexp(la[:, :, None] + lab[:, None, :], axis=0)
 
     if n_chunks == 1:
@@ -151,7 +155,7 @@ def visible_transition_matrix(params: Params, center: Array, config: ModelConfig
     D = params.w.shape[0]
     check_visible(D, dense=True)
     X = enumerate_visible(D)
-    abar = jnp.exp(_log_abar_states(params, X, center, config))             # (2^D, S)
+    abar = jnp.exp(log_abar_all_states(params, X, center, config))             # (2^D, S)
     A = jnp.exp(log_A_matrix(params, X, enumerate_hidden_states(config))).T  # (S, 2^D)
     return abar @ A
 
@@ -164,20 +168,13 @@ def stationary_visible_dense(P: Array) -> Array:
 
 # ----------------------------------------------------------------------------- likelihood
 
-def _mask_and_count(batch: Array, mask: Array | None):
-    if mask is None:
-        mask = jnp.ones(batch.shape[0], batch.dtype)
-    mask = mask.astype(batch.dtype)
-    return mask, jnp.maximum(jnp.sum(mask), 1.0)
-
-
 def log_likelihood(params: Params, data: Array, center: Array, config: ModelConfig,
                    mask: Array | None = None, method: str = "hidden") -> Array:
     """Exact ``mean_n log p(x_n)`` (eq. 7) of ``data (N, D)``, optionally weighted by a 0/1
     ``mask``. ``method``: ``"hidden"`` (default, ``S × S`` solve) or ``"dense"``
     (``2**D × 2**D`` solve). Differentiable in ``params``. → scalar (nats)."""
     chex.assert_rank(data, 2)
-    mask, n_eff = _mask_and_count(data, mask)
+    mask, n_eff = mask_and_count(data, mask)
     if method == "dense":
         P = visible_transition_matrix(params, center, config)
         logp = jnp.log(stationary_visible_dense(P))[visible_state_index(data)]
@@ -190,21 +187,17 @@ def log_likelihood(params: Params, data: Array, center: Array, config: ModelConf
     return jnp.sum(mask * logp) / n_eff
 
 
-def _finish(grads: Params, params: Params, config: ModelConfig) -> Params:
-    if not config.trains_visible_bias:
-        grads = grads._replace(a=jnp.zeros_like(params.a))
-    return grads
-
-
 def exact_gradient(params: Params, traj: Trajectory | None, batch: Array, center: Array,
-                   config: ModelConfig, mask: Array | None = None) -> tuple[Params, Array]:
+                   config: ModelConfig, mask: Array | None = None, *,
+                   hidden_logits: Array | None = None) -> tuple[Params, Array]:
     """The true gradient: ``jax.grad`` of :func:`log_likelihood` on the (masked) minibatch.
 
-    Signature of :func:`ncl.gradient.two_step_gradient` (``traj`` is ignored). Returns
+    Signature of :func:`ncl.gradient.two_step_gradient` (``traj`` and ``hidden_logits``
+    are ignored). Returns
     ``(grads, exact minibatch log-likelihood)``; ``grads.a`` is zero when ``a`` is not trained.
     """
     value, grads = jax.value_and_grad(log_likelihood)(params, batch, center, config, mask)
-    return _finish(grads, params, config), value
+    return finish_gradient(grads, params, config), value
 
 
 def two_step_surrogate(params: Params, batch: Array, center: Array, config: ModelConfig,
@@ -212,7 +205,7 @@ def two_step_surrogate(params: Params, batch: Array, center: Array, config: Mode
     """``(surrogate, exact log-likelihood)``: the gradient of the surrogate is the
     two-step rule with exact stationary averages (see the module docstring)."""
     D = params.w.shape[0]
-    mask, n_eff = _mask_and_count(batch, mask)
+    mask, n_eff = mask_and_count(batch, mask)
     states = enumerate_hidden_states(config)
     sg = jax.lax.stop_gradient
     lp_bar = sg(log_stationary_hidden(params, center, config))              # (S,)
@@ -224,7 +217,7 @@ def two_step_surrogate(params: Params, batch: Array, center: Array, config: Mode
     X = enumerate_visible(D)
     sp = sg(params)
     lp_vis = jax.nn.logsumexp(log_A_matrix(sp, X, states) + lp_bar[None, :], axis=1)
-    l_abar = _log_abar_states(sp, X, center, config)                        # (2^D, S)
+    l_abar = log_abar_all_states(sp, X, center, config)                        # (2^D, S)
     weight = sg(jnp.exp(lp_vis[:, None] + l_abar) * R[None, :])             # (2^D, S)
     log_q = recognition_log_q(params, X[:, None, :], states[None, :, :], center, config)
     s2 = jnp.sum(weight * log_q)
@@ -232,18 +225,21 @@ def two_step_surrogate(params: Params, batch: Array, center: Array, config: Mode
 
 
 def expected_two_step_gradient(params: Params, traj: Trajectory | None, batch: Array,
-                               center: Array, config: ModelConfig, mask: Array | None = None
+                               center: Array, config: ModelConfig, mask: Array | None = None,
+                               *, hidden_logits: Array | None = None
                                ) -> tuple[Params, Array]:
     """The two-step rule (eqs. 16a–d, 17) in its ``T → ∞`` limit: chain averages taken
     exactly over the stationary state. Signature of :func:`ncl.gradient.two_step_gradient`
-    (``traj`` ignored). Returns ``(grads, exact minibatch log-likelihood)``."""
+    (``traj`` and ``hidden_logits`` ignored). Returns ``(grads, exact minibatch
+    log-likelihood)``."""
     grads, value = jax.grad(two_step_surrogate, has_aux=True)(params, batch, center, config,
                                                               mask)
-    return _finish(grads, params, config), value
+    return finish_gradient(grads, params, config), value
 
 
-GRADIENTS = {"exact": exact_gradient, "two-step-expected": expected_two_step_gradient}
-"""``TrainConfig.gradient`` → estimator, for the exact modes of the main model."""
+FIELDS = {"exact": exact_gradient, "two-step-expected": expected_two_step_gradient}
+"""The two exact gradient fields of the main model (:func:`ascend`; as training
+estimators they are registered in :mod:`ncl.estimators`)."""
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -274,7 +270,7 @@ def ascend(params: Params, data: Array, center: Array, config: ModelConfig, fiel
     ``"two-step-expected"``) with Adam and a cosine-decaying learning rate: finds the
     fixed point of each gradient field from a given start, free of minibatch and chain
     noise. Returns ``(params, exact log-likelihood per step (steps,))``."""
-    fn = GRADIENTS[field]
+    fn = FIELDS[field]
     opt = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
     data = jnp.asarray(data, jnp.float32)
 
@@ -332,7 +328,7 @@ def empirical_log_likelihood(data) -> float:
 
 
 __all__ = [
-    "GRADIENTS", "MAX_DENSE_VISIBLE", "MAX_VISIBLE", "ascend", "block_downsample",
+    "FIELDS", "MAX_DENSE_VISIBLE", "MAX_VISIBLE", "ascend", "block_downsample",
     "empirical_log_likelihood", "enumerate_visible", "exact_gradient",
     "expected_two_step_gradient", "gradient_angle", "gradient_norm", "log_hidden_transition_matrix",
     "log_likelihood", "log_stationary_hidden", "log_stationary_visible", "noisy_prototypes",

@@ -1,6 +1,12 @@
 """The approximate two-step log-likelihood gradient (paper Sect. III, eqs. 12–17).
 
-Two forms that must agree (``tests/test_gradient.py``):
+Layer: above :mod:`ncl.chain` (it reads a chain's :class:`ncl.chain.Trajectory`);
+below the estimators :mod:`ncl.exact`, :mod:`ncl.rbm` and the registry
+:mod:`ncl.estimators`. Besides the two forms it owns the helpers every estimator
+shares: :func:`flatten_trajectory`, :func:`mask_and_count` (the masked minibatch) and
+:func:`finish_gradient` (zero what is not trained). Sizes as in :mod:`ncl.model`.
+
+Two forms that must agree (``tests/test_chain_gradient.py``):
 
 * :func:`two_step_gradient`: the closed form of eqs. (16a–d) with the centering of
   eq. (17), written as a few matrix products;
@@ -20,24 +26,41 @@ import jax
 import jax.numpy as jnp
 
 from ncl.chain import Trajectory
-from ncl.model import (ModelConfig, Params, check_params, log_A, recognition_log_q,
-                       recognition_score_factor, visible_logits)
+from ncl.model import (ModelConfig, Params, check_params, log_A, log_A_matrix,
+                       recognition_log_q, recognition_score_factor, softplus, visible_logits)
 from ncl.model import hidden_logits as model_hidden_logits
 
 Array = jax.Array
 
 
-def _flatten(traj: Trajectory) -> tuple[Array, Array]:
+def flatten_trajectory(traj: Trajectory) -> tuple[Array, Array]:
+    """A segment's ``x (T, C, D)``, ``z (T, C, L)`` pooled into ``(T·C, D)``, ``(T·C, L)``."""
     xs, zs = traj
     return xs.reshape(-1, xs.shape[-1]), zs.reshape(-1, zs.shape[-1])
 
 
-def _mask_and_count(batch: Array, mask: Array | None):
+def mask_and_count(batch: Array, mask: Array | None) -> tuple[Array, Array]:
+    """The 0/1 row weights of a minibatch ``batch (N, D)`` and ``N_e = max(Σ mask, 1)``.
+
+    ``mask (N,)`` (``None``: all rows count) is cast to the batch's float dtype, or to
+    float32 for an integer (or bool) batch, so integer masks and data work too.
+    """
     dtype = batch.dtype if jnp.issubdtype(batch.dtype, jnp.floating) else jnp.float32
     if mask is None:
         mask = jnp.ones(batch.shape[0], dtype)
     mask = mask.astype(dtype)
     return mask, jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def finish_gradient(grads: Params, params: Params, config: ModelConfig,
+                    tied: bool = False) -> Params:
+    """Zero what is not trained: ``grads.a`` when ``a`` is not (``config``), and
+    ``grads.wbar`` for tied parameters (the RBM family, ``wbar ← wᵀ`` after each update)."""
+    if tied:
+        grads = grads._replace(wbar=jnp.zeros_like(params.wbar))
+    if not config.trains_visible_bias:
+        grads = grads._replace(a=jnp.zeros_like(params.a))
+    return grads
 
 
 def _check_gradient_inputs(params, traj, batch, center, config, mask) -> None:
@@ -56,21 +79,6 @@ def _check_gradient_inputs(params, traj, batch, center, config, mask) -> None:
     if mask is not None and tuple(jnp.shape(mask)) != (batch.shape[0],):
         raise ValueError(f"mask must have shape ({batch.shape[0]},) (one weight per batch "
                          f"row), got {tuple(jnp.shape(mask))}")
-
-
-def _softplus(h: Array) -> Array:
-    """``log(1 + e^h)`` as ``max(h, 0) + log1p(e^-|h|)``: the function ``jax.nn.softplus``
-    computes, in a form XLA's CPU backend evaluates ~3x faster."""
-    return jnp.maximum(h, 0) + jnp.log1p(jnp.exp(-jnp.abs(h)))
-
-
-def log_A_matrix(params: Params, batch: Array, zs: Array) -> Array:
-    """``ℓ[n, t] = log A(z(t), x_n)`` (eq. 10) for data ``batch (N, D)`` and hidden
-    states ``zs (S, L)`` → ``(N, S)``. Uses ``x·(w z + a) = (x w)·z + x·a``: an
-    ``(N, L) @ (L, S)`` product, never an ``(N, S, D)`` tensor."""
-    h = visible_logits(params, zs)                                   # (S, D)
-    softplus_sum = jnp.sum(_softplus(h), axis=-1)                    # (S,)
-    return (batch @ params.w) @ zs.T + (batch @ params.a)[:, None] - softplus_sum[None, :]
 
 
 def two_step_gradient(params: Params, traj: Trajectory, batch: Array, center: Array,
@@ -103,11 +111,11 @@ def two_step_gradient(params: Params, traj: Trajectory, batch: Array, center: Ar
     if hidden_logits is not None and tuple(jnp.shape(hidden_logits)) != tuple(traj.z.shape):
         raise ValueError(f"hidden_logits must have the shape of traj.z, "
                          f"{tuple(traj.z.shape)}, got {tuple(jnp.shape(hidden_logits))}")
-    xs, zs = _flatten(traj)
+    xs, zs = flatten_trajectory(traj)
     n_samples = xs.shape[0]
     dtype = params.w.dtype
     batch = batch.astype(dtype)
-    mask, n_eff = _mask_and_count(batch, mask)
+    mask, n_eff = mask_and_count(batch, mask)
 
     if config.hidden == "onehot":
         # z(t) is one of the L basis states e_α: ℓ[n, t] = E[n, α(t)] with
@@ -118,7 +126,7 @@ def two_step_gradient(params: Params, traj: Trajectory, batch: Array, center: Ar
         #   r[n, t] = (r @ z)[n, α(t)] / k_α(t).
         h_states = params.w.T + params.a                             # (L, D) = h(e_α)
         mu_states = jax.nn.sigmoid(h_states)                         # μ(e_α), eq. (14)
-        sp_states = jnp.sum(_softplus(h_states), axis=-1)            # (L,)
+        sp_states = jnp.sum(softplus(h_states), axis=-1)            # (L,)
         E = jnp.einsum("nd,ld->nl", batch, h_states) - sp_states     # (N, L)
         counts = jnp.sum(zs, axis=0)                                 # (L,) k_α
         visited = counts > 0
@@ -169,9 +177,9 @@ def surrogate_objective(params: Params, traj: Trajectory, batch: Array, center: 
     Shapes as in :func:`two_step_gradient`. → scalar.
     """
     _check_gradient_inputs(params, traj, batch, center, config, mask)
-    xs, zs = _flatten(traj)
+    xs, zs = flatten_trajectory(traj)
     xs, zs = jax.lax.stop_gradient(xs), jax.lax.stop_gradient(zs)
-    mask, n_eff = _mask_and_count(batch, mask)
+    mask, n_eff = mask_and_count(batch, mask)
     log_q = recognition_log_q(params, xs, zs, center, config)        # (TC,)
     log_a = jax.vmap(lambda x: log_A(params, zs, x))(batch)          # (N, TC)
     terms = log_a + (log_q - jax.lax.stop_gradient(log_q))[None, :]
@@ -179,12 +187,15 @@ def surrogate_objective(params: Params, traj: Trajectory, batch: Array, center: 
 
 
 def autodiff_gradient(params: Params, traj: Trajectory, batch: Array, center: Array,
-                      config: ModelConfig, mask: Array | None = None
-                      ) -> tuple[Params, Array]:
-    """``jax.grad`` of :func:`surrogate_objective`; same outputs as :func:`two_step_gradient`."""
+                      config: ModelConfig, mask: Array | None = None, *,
+                      hidden_logits: Array | None = None) -> tuple[Params, Array]:
+    """``jax.grad`` of :func:`surrogate_objective`; same outputs as :func:`two_step_gradient`.
+
+    ``hidden_logits`` is accepted for the common estimator signature and ignored (the
+    surrogate differentiates through ``g``, so it recomputes it)."""
+    del hidden_logits
     value, grads = jax.value_and_grad(surrogate_objective)(params, traj, batch, center,
                                                             config, mask)
-    if not config.trains_visible_bias:
-        grads = grads._replace(a=jnp.zeros_like(grads.a))
+    grads = finish_gradient(grads, params, config)
     n_samples = traj.z.shape[0] * traj.z.shape[1]
     return grads, value - math.log(n_samples)

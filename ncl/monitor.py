@@ -14,6 +14,10 @@ At the end of the epoch: ``σ`` (eq. 21) from both estimators and the precise
 log-likelihood of the whole data set given ``p̄`` (eqs. 5, 7; App. A3). The parameters
 drift during an epoch (30 gradient steps), so these are estimates of the epoch's
 average model, as in the paper's monitoring. All functions are pure and jittable.
+
+Layer: above the estimators, below :mod:`ncl.trajectory` and :mod:`ncl.training`; it
+uses :mod:`ncl.markov` for σ and :mod:`ncl.model` for the per-state kernel tables and
+the eq. (5) likelihood. Sizes as in :mod:`ncl.model`.
 """
 from __future__ import annotations
 
@@ -22,9 +26,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ncl import diagnostics as diag
+from ncl import markov
 from ncl.chain import Trajectory
-from ncl.model import ModelConfig, Params, hidden_state_index
+from ncl.model import (ModelConfig, Params, hidden_state_index, log_abar_all_states,
+                       log_abar_all_states_from_logits, log_likelihood_given_occupancy)
 
 Array = jax.Array
 
@@ -71,14 +76,14 @@ def accumulate(acc: MonitorAccumulator, params: Params, traj: Trajectory, center
     prev = jnp.swapaxes(idx[:-1], 0, 1).reshape(-1)                   # chain-major pairs
     nxt = jnp.swapaxes(idx[1:], 0, 1).reshape(-1)
     if hidden_logits is None:
-        log_abar = diag.log_abar_all_states(params, jnp.swapaxes(traj.x[1:], 0, 1), center,
+        log_abar = log_abar_all_states(params, jnp.swapaxes(traj.x[1:], 0, 1), center,
                                             config)                   # log Ā(x'(t), ·)
     else:
-        log_abar = diag.log_abar_all_states_from_logits(
+        log_abar = log_abar_all_states_from_logits(
             jnp.swapaxes(hidden_logits[1:], 0, 1), config)            # (C, T−1, S)
     log_abar = log_abar.reshape(-1, S)
-    log_rb_sum, rb_visits = diag.rb_log_sum_update(acc.log_rb_sum, acc.rb_visits, prev,
-                                                   log_abar)
+    log_rb_sum, rb_visits = markov.rb_log_sum_update(acc.log_rb_sum, acc.rb_visits, prev,
+                                                     log_abar)
     return MonitorAccumulator(
         occupancy=acc.occupancy + jnp.zeros(S).at[idx.reshape(-1)].add(1.0),
         transitions=acc.transitions + jnp.zeros((S, S)).at[prev, nxt].add(1.0),
@@ -96,11 +101,11 @@ class EpochMonitor(NamedTuple):
 
 def summarize(acc: MonitorAccumulator, params: Params, data: Array, config: ModelConfig
               ) -> EpochMonitor:
-    """σ (both estimators, :func:`ncl.diagnostics.sigma_from_counts_and_rb_sums`) and the
+    """σ (both estimators, :func:`ncl.markov.sigma_from_counts_and_rb_sums`) and the
     precise log-likelihood of ``data (N, D)`` given the epoch's occupancy
-    (:func:`ncl.diagnostics.log_likelihood`) from an epoch's accumulator."""
+    (:func:`ncl.model.log_likelihood_given_occupancy`) from an epoch's accumulator."""
     p_emp = acc.occupancy / jnp.maximum(jnp.sum(acc.occupancy), 1.0)
-    sig = diag.sigma_from_counts_and_rb_sums(acc.occupancy, acc.transitions, acc.log_rb_sum,
-                                             acc.rb_visits)
-    ll = diag.log_likelihood(params, data, jnp.log(p_emp), config)
+    sig = markov.sigma_from_counts_and_rb_sums(acc.occupancy, acc.transitions,
+                                               acc.log_rb_sum, acc.rb_visits)
+    ll = log_likelihood_given_occupancy(params, data, jnp.log(p_emp), config)
     return EpochMonitor(ll, sig.sigma_rb, sig.sigma_counts, p_emp)

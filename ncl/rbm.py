@@ -1,5 +1,10 @@
 """The equilibrium baseline: a restricted Boltzmann machine in the same framework.
 
+Layer: an estimator module, above :mod:`ncl.gradient` and :mod:`ncl.exact`, below the
+registry :mod:`ncl.estimators` (which registers :func:`pcd_gradient`,
+:func:`pcd_autodiff_gradient` and :func:`exact_gradient` for ``family="rbm"``, with
+:func:`tie` and :func:`check_model_config`). Sizes as in :mod:`ncl.model`.
+
 An RBM is the special case of the two-kernel model in which the recognition weights are
 the transpose of the generative ones, ``wbar = wᵀ``. Written with the same
 :class:`ncl.model.Params` pytree and the same (visible-)centering as the main model,
@@ -56,9 +61,11 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from ncl import exact
 from ncl.chain import Trajectory
-from ncl.gradient import log_A_matrix
-from ncl.model import MAX_ENUMERABLE_BINARY_UNITS, ModelConfig, Params, hidden_logits
+from ncl.gradient import finish_gradient, flatten_trajectory, mask_and_count
+from ncl.model import (MAX_ENUMERABLE_BINARY_UNITS, ModelConfig, Params, hidden_logits,
+                       log_A_matrix)
 
 Array = jax.Array
 
@@ -193,40 +200,33 @@ def log_prob(params: Params, x: Array, center: Array, config: ModelConfig) -> Ar
 def log_likelihood(params: Params, data: Array, center: Array, config: ModelConfig,
                    mask: Array | None = None) -> Array:
     """Exact mean log-likelihood ``mean_n log p(x_n)`` (eq. 7) over ``data (N, D)``
-    (optionally weighted by a 0/1 ``mask (N,)``). Differentiable. → scalar (nats)."""
+    (optionally weighted by a 0/1 ``mask (N,)``). Differentiable. → scalar (nats).
+
+    The signature of :func:`ncl.exact.log_likelihood` (the main model's exact eq. 7);
+    the eq. (5) likelihood given an *estimated* occupancy is
+    :func:`ncl.model.log_likelihood_given_occupancy`."""
     chex.assert_rank(data, 2)
-    mask, n_eff = _mask_and_count(data, mask)
+    mask, n_eff = mask_and_count(data, mask)
     F = neg_free_energy(params, data, center, config)
     return jnp.sum(mask * F) / n_eff - log_partition(params, center, config)
 
 
 # ----------------------------------------------------------------------------- gradients
 
-def _mask_and_count(batch: Array, mask: Array | None):
-    if mask is None:
-        mask = jnp.ones(batch.shape[0], batch.dtype)
-    mask = mask.astype(batch.dtype)
-    return mask, jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def _flatten(traj: Trajectory) -> tuple[Array, Array]:
-    xs, zs = traj
-    return xs.reshape(-1, xs.shape[-1]), zs.reshape(-1, zs.shape[-1])
-
-
 def on_the_fly_loglik(params: Params, traj: Trajectory, batch: Array, mask: Array | None
                       ) -> Array:
     """App. A3 minibatch estimate ``mean_n [logsumexp_t log A(z(t), x_n) − log T]`` from the
     chain's hidden samples: valid for any model with ``p(x) = Σ_z p̄(z) A(z, x)``, the RBM
     included, so the training histories of both families are comparable."""
-    _, zs = _flatten(traj)
-    mask, n_eff = _mask_and_count(batch, mask)
+    _, zs = flatten_trajectory(traj)
+    mask, n_eff = mask_and_count(batch, mask)
     lse = jax.nn.logsumexp(log_A_matrix(params, batch, zs), axis=1)
     return jnp.sum(mask * (lse - math.log(zs.shape[0]))) / n_eff
 
 
 def pcd_gradient(params: Params, traj: Trajectory, batch: Array, center: Array,
-                 config: ModelConfig, mask: Array | None = None) -> tuple[Params, Array]:
+                 config: ModelConfig, mask: Array | None = None, *,
+                 hidden_logits: Array | None = None) -> tuple[Params, Array]:
     """Persistent-contrastive-divergence gradient of the RBM log-likelihood (closed form).
 
     Same signature and outputs as :func:`ncl.gradient.two_step_gradient`: ``traj`` the
@@ -234,11 +234,12 @@ def pcd_gradient(params: Params, traj: Trajectory, batch: Array, center: Array,
     ``batch (N, D)`` the minibatch with optional 0/1 ``mask``. Returns ``(grads, loglik)``:
     ascent directions as :class:`Params` (``grads.wbar`` is zero: ``wbar`` is tied to
     ``wᵀ`` after each update; ``grads.a`` is zero when ``a`` is not trained) and the App. A3
-    on-the-fly log-likelihood of the minibatch.
+    on-the-fly log-likelihood of the minibatch. ``hidden_logits`` (the chain's ``g``,
+    computed with ``wbar``) is accepted for the common signature and ignored.
     """
     chex.assert_rank(batch, 2)
-    xs, _ = _flatten(traj)
-    mask, n_eff = _mask_and_count(batch, mask)
+    xs, _ = flatten_trajectory(traj)
+    mask, n_eff = mask_and_count(batch, mask)
     n_s = xs.shape[0]
     nu_d = hidden_expectation(params, batch, center, config) * mask[:, None]    # (N, L)
     nu_m = hidden_expectation(params, xs, center, config)                       # (TC, L)
@@ -256,51 +257,33 @@ def pcd_surrogate(params: Params, traj: Trajectory, batch: Array, center: Array,
                   config: ModelConfig, mask: Array | None = None) -> Array:
     """``mean_n F(x_n) − mean_t F(x'(t))`` with the chain samples held fixed: its gradient
     is the PCD gradient (the ``− log Z`` term replaced by the chain average)."""
-    xs, _ = _flatten(traj)
+    xs, _ = flatten_trajectory(traj)
     xs = jax.lax.stop_gradient(xs)
-    mask, n_eff = _mask_and_count(batch, mask)
+    mask, n_eff = mask_and_count(batch, mask)
     pos = jnp.sum(mask * neg_free_energy(params, batch, center, config)) / n_eff
     return pos - jnp.mean(neg_free_energy(params, xs, center, config))
 
 
-def _finish(grads: Params, params: Params, config: ModelConfig) -> Params:
-    grads = grads._replace(wbar=jnp.zeros_like(params.wbar))
-    if not config.trains_visible_bias:
-        grads = grads._replace(a=jnp.zeros_like(params.a))
-    return grads
-
-
 def pcd_autodiff_gradient(params: Params, traj: Trajectory, batch: Array, center: Array,
-                          config: ModelConfig, mask: Array | None = None
-                          ) -> tuple[Params, Array]:
-    """``jax.grad`` of :func:`pcd_surrogate`; same outputs as :func:`pcd_gradient`."""
+                          config: ModelConfig, mask: Array | None = None, *,
+                          hidden_logits: Array | None = None) -> tuple[Params, Array]:
+    """``jax.grad`` of :func:`pcd_surrogate`; same outputs as :func:`pcd_gradient`
+    (``hidden_logits`` ignored)."""
     grads = jax.grad(pcd_surrogate)(tie(params), traj, batch, center, config, mask)
     # the surrogate reads w only through tie(); its wbar leaf is unused
-    return _finish(grads, params, config), on_the_fly_loglik(params, traj, batch, mask)
+    return finish_gradient(grads, params, config, tied=True), on_the_fly_loglik(params, traj, batch, mask)
 
 
 def exact_gradient(params: Params, traj: Trajectory, batch: Array, center: Array,
-                   config: ModelConfig, mask: Array | None = None) -> tuple[Params, Array]:
-    """Gradient of the *exact* minibatch log-likelihood (no chain; ``traj`` is ignored):
+                   config: ModelConfig, mask: Array | None = None, *,
+                   hidden_logits: Array | None = None) -> tuple[Params, Array]:
+    """Gradient of the *exact* minibatch log-likelihood (no chain; ``traj`` and
+    ``hidden_logits`` are ignored):
     exact maximum-likelihood training of the RBM (cheap for one softmax hidden unit,
     ``2**L`` states for binary ones). Returns ``(grads, exact minibatch loglik)``."""
     value, grads = jax.value_and_grad(log_likelihood)(tie(params), batch, center, config,
                                                       mask)
-    return _finish(grads, params, config), value
-
-
-GRADIENTS = {"closed-form": pcd_gradient, "autodiff": pcd_autodiff_gradient,
-             "exact": exact_gradient}
-"""``TrainConfig.gradient`` → estimator, for ``TrainConfig(family="rbm")``."""
-
-
-def gradient_function(gradient: str):
-    """The RBM estimator for a ``TrainConfig.gradient`` value."""
-    try:
-        return GRADIENTS[gradient]
-    except KeyError:
-        raise ValueError(f"the RBM family supports gradient in {tuple(GRADIENTS)}, "
-                         f"got {gradient!r}") from None
+    return finish_gradient(grads, params, config, tied=True), value
 
 
 def rbm_train_config(config, **changes):
@@ -316,7 +299,6 @@ def rbm_train_config(config, **changes):
 def exact_hidden_transition_matrix(params: Params, center: Array, config: ModelConfig) -> Array:
     """``M[z', z] = Σ_x A(z', x) Ā(x, z)`` by enumerating all ``2**D`` visible states
     (small D only; see :func:`ncl.exact.log_hidden_transition_matrix`). ``(S, S)``."""
-    from ncl import exact
     return jnp.exp(exact.log_hidden_transition_matrix(tie(params), center, config))
 
 
@@ -330,9 +312,9 @@ def detailed_balance_violation(params: Params, center: Array, config: ModelConfi
 
 
 __all__ = [
-    "GRADIENTS", "as_rbm_model_config", "check_model_config", "detailed_balance_violation",
+    "as_rbm_model_config", "check_model_config", "detailed_balance_violation",
     "effective_hidden_bias", "exact_gradient", "exact_hidden_transition_matrix",
-    "gradient_function", "hidden_expectation", "is_tied", "log_hidden_marginal",
+    "hidden_expectation", "is_tied", "log_hidden_marginal",
     "log_hidden_weights", "log_likelihood", "log_partition", "log_prob", "neg_free_energy",
     "on_the_fly_loglik", "pcd_autodiff_gradient", "pcd_gradient", "pcd_surrogate",
     "rbm_model_config", "rbm_train_config", "tie",

@@ -43,6 +43,10 @@ only where ``rb_ess_mean ≫ 1``. The IAT error bars assume a well-sampled obser
 indicators of rare states (fewer than about 10³ visits) get too-small errors.
 
 All functions are pure and jittable (configs and sizes are static).
+
+Layer: above :mod:`ncl.monitor` (needs only :mod:`ncl.model` and :mod:`ncl.chain`),
+below :mod:`ncl.training`. Sizes as in :mod:`ncl.model` (``T`` steps, ``C`` chains,
+``K`` RB draws per visited state).
 """
 from __future__ import annotations
 
@@ -54,8 +58,8 @@ import jax
 import jax.numpy as jnp
 
 from ncl import chain as chain_lib
-from ncl.model import (ModelConfig, Params, _onehot_sampling_logits, bernoulli_from_bits,
-                       bernoulli_thresholds, check_params, hidden_logits, visible_logits)
+from ncl.model import (ModelConfig, Params, bernoulli_from_bits, bernoulli_thresholds,
+                       check_params, hidden_logits, log_abar_from_logits, visible_logits)
 
 Array = jax.Array
 
@@ -66,17 +70,6 @@ CHUNK_ELEMENTS = 1 << 22
 
 
 # ----------------------------------------------------------------------------- kernels
-
-def log_abar_from_logits(g: Array, z: Array, config: ModelConfig) -> Array:
-    """``ln Ā(x, z)`` (eq. 11 binary; eq. 19 / softmax one-hot) given ``g = g(x)`` (eq. 17).
-
-    ``g (..., L)``, ``z (..., L)`` float rows (bits or one-hot; broadcast) → ``(...)``.
-    Same value as :func:`ncl.model.log_Abar`, without recomputing ``g``.
-    """
-    if config.hidden == "binary":
-        return jnp.sum(z * jax.nn.log_sigmoid(g) + (1.0 - z) * jax.nn.log_sigmoid(-g), -1)
-    return jnp.sum(z * jax.nn.log_softmax(_onehot_sampling_logits(g, config), -1), -1)
-
 
 def _bits(key: Array, shape: tuple[int, ...]) -> Array:
     """uint32 random bits, drawn flat and reshaped (XLA compiles multi-dimensional
@@ -190,14 +183,14 @@ class SigmaEstimate(NamedTuple):
 
 
 def _terms_chunk(key, params, center, config, carry, z, n_samples, bias_correction):
-    """Per-transition terms for one time chunk ``z (S, C, L)``, given the previous state
+    """Per-transition terms for one time chunk ``z (T, C, L)``, given the previous state
     and its draws ``carry = (z_prev (C, L), g_prev (C, K, L))``.
 
     Transition ``i`` is ``a_i → b_i`` with ``b = z``, ``a = (z_prev, z[:-1])``. Returns
-    the new carry and ``(s, s_plugin, ess, same)``, each ``(S, C)``.
+    the new carry and ``(s, s_plugin, ess, same)``, each ``(T, C)``.
     """
     z_prev, g_prev = carry
-    g_b = sample_visible_logits(key, params, center, z, n_samples)     # (S, C, K, L)
+    g_b = sample_visible_logits(key, params, center, z, n_samples)     # (T, C, K, L)
     a = jnp.concatenate([z_prev[None], z[:-1]], 0)
     g_a = jnp.concatenate([g_prev[None], g_b[:-1]], 0)
     fwd = log_mean_exp(log_abar_from_logits(g_a, z[:, :, None, :], config), bias_correction)
@@ -507,8 +500,8 @@ def trajectory_diagnostics(key: Array, params: Params, model_config: ModelConfig
 
     n_burn = -(-burn_in // seg)
     if n_burn:
-        x, _ = jax.lax.scan(lambda x, k: (run(k, x)[0], None), x,
-                            jax.random.split(k_burn, n_burn))
+        x = chain_lib.run_segments(jax.random.split(k_burn, n_burn), chain_lib.ChainState(x),
+                                   params, center, model_config, seg)[0].x
 
     def body(carry, k):
         x, zc = carry
@@ -536,7 +529,7 @@ def trajectory_diagnostics(key: Array, params: Params, model_config: ModelConfig
 __all__ = [
     "BIAS_CORRECTIONS", "CHUNK_ELEMENTS", "IATResult", "SigmaEstimate",
     "TrajectoryDiagnostics", "autocorrelation", "default_chunk", "effective_sample_size",
-    "integrated_autocorrelation_time", "log_abar_from_logits", "log_mean_exp",
+    "integrated_autocorrelation_time", "log_mean_exp",
     "log_transition_rb", "sample_visible_logits", "sigma_from_trajectory",
     "trajectory_diagnostics",
 ]

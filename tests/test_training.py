@@ -214,7 +214,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
 
 
 def test_member_chunks_rule():
-    from ncl.training import member_chunks
+    from ncl.sharding import member_chunks
     assert member_chunks(36, 256) == 1
     assert member_chunks(1152, 256, 2) == 6        # 192 members per chunk, 96 per device
     assert member_chunks(1152, 256, 1) == 6
