@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from ncl import diagnostics as dg
+from ncl import markov
+from ncl import model as ncl_model
 from ncl.model import ModelConfig, Params
 from tests import helpers as reference
 
@@ -170,12 +172,12 @@ def test_hidden_trajectory_counts_match_exact(tiny_runs):
     single = dg.hidden_trajectory(jax.random.key(5), params, CENTER, cfg, x0[0], 10, 777,
                                   segment=100)
     assert single.shape == (777,)
-    counts = sum(dg.transition_counts(s, 3) for s in states)
+    counts = sum(markov.transition_counts(s, 3) for s in states)
     assert int(counts.sum()) == 4 * 4999
-    M = np.asarray(dg.count_transition_matrix(counts))
+    M = np.asarray(markov.count_transition_matrix(counts))
     n_row = np.asarray(counts).sum(1, keepdims=True)
     assert np.all(np.abs(M - ex["M"]) <= 5 * np.sqrt(ex["M"] * (1 - ex["M"]) / n_row) + 1e-3)
-    occ = np.mean([np.asarray(dg.occupancy(s, 3)) for s in states], axis=0)
+    occ = np.mean([np.asarray(markov.occupancy(s, 3)) for s in states], axis=0)
     np.testing.assert_allclose(occ, ex["p"], atol=0.03)
 
 
@@ -202,7 +204,7 @@ def test_tied_weights_rbm_is_reversible(hidden, recognition, L):
     # exact detailed balance: p_i M_ij = p_j M_ji, σ = 0 to round-off
     np.testing.assert_allclose(ex["flux"], ex["flux"].T, atol=1e-12)
     assert abs(ex["sigma"]) < 1e-12
-    assert float(dg.entropy_production_from_log(jnp.log(jnp.asarray(ex["p"], jnp.float32)),
+    assert float(markov.entropy_production_from_log(jnp.log(jnp.asarray(ex["p"], jnp.float32)),
                                                 jnp.asarray(ex["logM"], jnp.float32))) < 1e-6
     r = dg.diagnose(jax.random.key(9), params, zero, cfg, random_data(1, 50, D_TINY), DCFG)
     for est, err in [(r.sigma_counts, r.sigma_counts_err), (r.sigma_rb, r.sigma_rb_err)]:
@@ -283,17 +285,17 @@ def test_near_deterministic_cycle_rb_sigma_large_and_finite():
 
 def test_unvisited_state_gives_zero_row_no_nan():
     states = jnp.array([0, 1, 0, 1, 1, 0, 0, 1], jnp.int32)
-    counts = dg.transition_counts(states, 3)
-    M = dg.count_transition_matrix(counts)
+    counts = markov.transition_counts(states, 3)
+    M = markov.count_transition_matrix(counts)
     np.testing.assert_array_equal(np.asarray(M[2]), 0.0)
     np.testing.assert_allclose(np.asarray(M[:2]).sum(1), 1.0)
-    np.testing.assert_array_equal(np.asarray(dg.unvisited_states(counts)), [False, False, True])
-    p = dg.occupancy(states, 3)
+    np.testing.assert_array_equal(np.asarray(markov.unvisited_states(counts)), [False, False, True])
+    p = markov.occupancy(states, 3)
     assert float(p[2]) == 0.0
-    ps = dg.stationary_distribution(M)
+    ps = markov.stationary_distribution(M)
     assert np.all(np.isfinite(ps)) and float(ps[2]) == 0.0
-    assert np.isfinite(float(dg.entropy_production(p, M)))
-    assert np.isfinite(dg.decorrelation_time(M))
+    assert np.isfinite(float(markov.entropy_production(p, M)))
+    assert np.isfinite(markov.decorrelation_time(M))
     # a model whose unit 2 is (numerically) never chosen
     params = random_model(1, D_TINY, 3)._replace(abar=jnp.array([0.0, 0.0, -120.0]))
     r = dg.diagnose(jax.random.key(1), params, CENTER, ONEHOT3, random_data(2, 50, D_TINY),
@@ -308,28 +310,28 @@ def test_unvisited_state_gives_zero_row_no_nan():
 
 def test_periodic_chain():
     P = jnp.asarray(np.roll(np.eye(4), 1, axis=1), jnp.float32)   # 0 → 1 → 2 → 3 → 0
-    assert dg.decorrelation_time(P) == np.inf
-    np.testing.assert_allclose(dg.stationary_distribution(P), 0.25, atol=1e-6)
+    assert markov.decorrelation_time(P) == np.inf
+    np.testing.assert_allclose(markov.stationary_distribution(P), 0.25, atol=1e-6)
     p = jnp.full((4,), 0.25)
-    assert float(dg.entropy_production(p, P)) == 0.0           # paper's estimator: 0
+    assert float(markov.entropy_production(p, P)) == 0.0           # paper's estimator: 0
     with np.errstate(divide="ignore"):
         logP = jnp.log(P)
-    assert float(dg.entropy_production_from_log(jnp.log(p), logP)) == np.inf
-    assert float(dg.mean_self_transition(P)) == 0.0
-    J = dg.probability_currents(p, P)
+    assert float(markov.entropy_production_from_log(jnp.log(p), logP)) == np.inf
+    assert float(markov.mean_self_transition(P)) == 0.0
+    J = markov.probability_currents(p, P)
     np.testing.assert_allclose(J, -J.T)
     assert np.all(np.asarray(J[np.arange(4), (np.arange(4) + 1) % 4]) == 0.25)
     # a near-periodic cycle gives a large finite σ from logs
     eps = 1e-30
     lM = jnp.log(jnp.asarray((1 - 3 * eps) * np.asarray(P) + eps, jnp.float32))
-    s = float(dg.entropy_production_from_log(dg.stationary_distribution_from_log(lM), lM))
+    s = float(markov.entropy_production_from_log(markov.stationary_distribution_from_log(lM), lM))
     assert np.isfinite(s) and s > 60
 
 
 def test_collapsed_model_self_transition_is_one_over_L():
     states = jnp.zeros((1000,), jnp.int32)
-    M = dg.count_transition_matrix(dg.transition_counts(states, 6))
-    assert float(dg.mean_self_transition(M)) == np.float32(1) / np.float32(6)
+    M = markov.count_transition_matrix(markov.transition_counts(states, 6))
+    assert float(markov.mean_self_transition(M)) == np.float32(1) / np.float32(6)
     params = random_model(1, D_TINY, 3)._replace(abar=jnp.array([200.0, -200.0, -200.0]))
     r = dg.diagnose(jax.random.key(1), params, CENTER, ONEHOT3, random_data(2, 50, D_TINY),
                     DCFG)
@@ -341,19 +343,19 @@ def test_collapsed_model_self_transition_is_one_over_L():
 def test_decorrelation_time_known_values():
     a, b = 0.2, 0.1
     M = np.array([[1 - a, a], [b, 1 - b]])
-    assert dg.decorrelation_time(M) == pytest.approx(-1 / np.log(1 - a - b))
+    assert markov.decorrelation_time(M) == pytest.approx(-1 / np.log(1 - a - b))
     rank1 = np.tile([0.2, 0.3, 0.5], (3, 1))            # λ2 = 0
-    assert dg.decorrelation_time(rank1) == 0.0
+    assert markov.decorrelation_time(rank1) == 0.0
     batch = np.stack([M, M, np.eye(2)])
-    tau = dg.decorrelation_time(batch)
+    tau = markov.decorrelation_time(batch)
     assert tau.shape == (3,) and tau[2] == np.inf
 
 
 def test_jackknife_se_of_mean_is_standard_error():
     x = np.random.default_rng(0).normal(size=10)
     loo = (x.sum() - x) / 9
-    assert dg.jackknife_se(loo) == pytest.approx(x.std(ddof=1) / np.sqrt(10))
-    assert np.isnan(dg.jackknife_se([1.0, np.inf, 2.0]))
+    assert markov.jackknife_se(loo) == pytest.approx(x.std(ddof=1) / np.sqrt(10))
+    assert np.isnan(markov.jackknife_se([1.0, np.inf, 2.0]))
 
 
 # ----------------------------------------------------------------------------- likelihood
@@ -369,12 +371,12 @@ def test_log_likelihood_exact_and_chunked():
     with np.errstate(divide="ignore"):
         ref = np.mean(np.logaddexp.reduce(np.log(np.asarray(p, np.float64)) + la, axis=1))
     lp = jnp.log(p)
-    full = dg.log_likelihood(params, data, lp, ONEHOT3, chunk=1024)
-    chunked = dg.log_likelihood(params, data, lp, ONEHOT3, chunk=5)   # 8 chunks, padded
+    full = ncl_model.log_likelihood_given_occupancy(params, data, lp, ONEHOT3, chunk=1024)
+    chunked = ncl_model.log_likelihood_given_occupancy(params, data, lp, ONEHOT3, chunk=5)   # 8 chunks, padded
     assert np.isfinite(float(full))
     assert float(full) == pytest.approx(ref, abs=1e-5)
     assert float(chunked) == pytest.approx(float(full), abs=1e-5)
-    batch = dg.log_likelihood(params, data, jnp.stack([lp, jnp.log(jnp.full(3, 1 / 3))]),
+    batch = ncl_model.log_likelihood_given_occupancy(params, data, jnp.stack([lp, jnp.log(jnp.full(3, 1 / 3))]),
                               ONEHOT3, chunk=7)
     assert batch.shape == (2,) and float(batch[0]) == pytest.approx(ref, abs=1e-5)
     del ex
@@ -384,7 +386,7 @@ def test_binary_log_likelihood_enumerates_states():
     params = random_model(5, D_TINY, 2)
     data = random_data(6, 20, D_TINY)
     ex = exact(params, CENTER, 2, "binary", data=data)
-    ll = dg.log_likelihood(params, data, jnp.log(jnp.asarray(ex["p"], jnp.float32)), BINARY2,
+    ll = ncl_model.log_likelihood_given_occupancy(params, data, jnp.log(jnp.asarray(ex["p"], jnp.float32)), BINARY2,
                            chunk=6)
     assert float(ll) == pytest.approx(ex["loglik"], abs=1e-4)
 
@@ -401,21 +403,21 @@ class PureFunctionsTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_stationary_and_sigma(self):
         M = self._M()
-        p = self.variant(dg.stationary_distribution)(M)
+        p = self.variant(markov.stationary_distribution)(M)
         Mn = np.asarray(M, np.float64)
         ev, vec = np.linalg.eig(Mn.T)
         ref = np.real(vec[:, np.argmin(np.abs(ev - 1))])
         ref /= ref.sum()
         np.testing.assert_allclose(p, ref, atol=1e-6)
-        s = self.variant(dg.entropy_production)(p, M)
+        s = self.variant(markov.entropy_production)(p, M)
         lp = jnp.log(p)
-        s_log = self.variant(dg.entropy_production_from_log)(lp, jnp.log(M))
+        s_log = self.variant(markov.entropy_production_from_log)(lp, jnp.log(M))
         F = ref[:, None] * Mn
         s_ref = sum((F[i, j] - F[j, i]) * np.log(F[i, j] / F[j, i])
                     for i in range(4) for j in range(i + 1, 4))
         assert float(s) == pytest.approx(s_ref, rel=1e-4)
         assert float(s_log) == pytest.approx(s_ref, rel=1e-4)
-        lps = self.variant(dg.stationary_distribution_from_log)(jnp.log(M))
+        lps = self.variant(markov.stationary_distribution_from_log)(jnp.log(M))
         np.testing.assert_allclose(jnp.exp(lps), ref, atol=1e-6)
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -425,25 +427,25 @@ class PureFunctionsTest(chex.TestCase):
         trans = jnp.round(occ[:, None] * M).astype(jnp.int32)
         log_rb_sum = jnp.log(M * 50.0)
         visits = jnp.full((3,), 50)
-        out = self.variant(dg.sigma_from_counts_and_rb_sums)(occ, trans, log_rb_sum, visits)
-        p = dg.stationary_distribution(M)
+        out = self.variant(markov.sigma_from_counts_and_rb_sums)(occ, trans, log_rb_sum, visits)
+        p = markov.stationary_distribution(M)
         assert float(out.sigma_rb) == pytest.approx(
-            float(dg.entropy_production(p, M)), rel=1e-4)
-        assert float(out.sigma_counts) == pytest.approx(float(dg.entropy_production(
-            occ / occ.sum(), dg.count_transition_matrix(trans))), rel=1e-6)
+            float(markov.entropy_production(p, M)), rel=1e-4)
+        assert float(out.sigma_counts) == pytest.approx(float(markov.entropy_production(
+            occ / occ.sum(), markov.count_transition_matrix(trans))), rel=1e-6)
 
     def test_vmap_matches_loop(self):
         Ms = jnp.stack([self._M(s) for s in range(5)])
-        ps = jax.vmap(dg.stationary_distribution)(Ms)
-        sig = jax.jit(jax.vmap(dg.entropy_production))(ps, Ms)
+        ps = jax.vmap(markov.stationary_distribution)(Ms)
+        sig = jax.jit(jax.vmap(markov.entropy_production))(ps, Ms)
         for i in range(5):
-            np.testing.assert_allclose(ps[i], dg.stationary_distribution(Ms[i]), atol=1e-7)
-            assert float(sig[i]) == pytest.approx(float(dg.entropy_production(ps[i], Ms[i])),
+            np.testing.assert_allclose(ps[i], markov.stationary_distribution(Ms[i]), atol=1e-7)
+            assert float(sig[i]) == pytest.approx(float(markov.entropy_production(ps[i], Ms[i])),
                                                   rel=1e-5)
 
     def test_stationary_fallback_for_two_closed_classes(self):
         M = jnp.eye(3, dtype=jnp.float32)         # three absorbing states: not unique
-        p = dg.stationary_distribution(M)
+        p = markov.stationary_distribution(M)
         assert np.all(np.isfinite(p)) and float(p.sum()) == pytest.approx(1.0)
 
 
@@ -455,14 +457,14 @@ def test_rb_log_sum_update_matches_direct_sum():
     prev = jnp.asarray(rng.integers(0, 3, size=T), jnp.int32)       # state 3 never seen
     la = jnp.asarray(np.log(rng.dirichlet(np.ones(S), size=T)), jnp.float32)
     acc = (jnp.full((S, S), -jnp.inf), jnp.zeros((S,), jnp.int32))
-    acc = dg.rb_log_sum_update(*acc, prev[:20], la[:20])
-    acc = dg.rb_log_sum_update(*acc, prev[20:], la[20:])
+    acc = markov.rb_log_sum_update(*acc, prev[:20], la[:20])
+    acc = markov.rb_log_sum_update(*acc, prev[20:], la[20:])
     ref = np.zeros((S, S))
     np.add.at(ref, np.asarray(prev), np.exp(np.asarray(la, np.float64)))
     np.testing.assert_allclose(np.exp(acc[0]), ref, rtol=1e-5)
     np.testing.assert_array_equal(acc[1], np.bincount(np.asarray(prev), minlength=S))
     assert np.all(np.isneginf(np.asarray(acc[0][3])))
-    out = dg.sigma_from_counts_and_rb_sums(jnp.asarray(acc[1]),
+    out = markov.sigma_from_counts_and_rb_sums(jnp.asarray(acc[1]),
                                            jnp.zeros((S, S), jnp.int32), acc[0], acc[1])
     assert np.isfinite(float(out.sigma_rb))
 
@@ -474,12 +476,12 @@ def test_training_monitor_on_a_chain_matches_exact(tiny_runs):
     st = chain_lib.init(jnp.asarray(data[:8]))
     _, traj = chain_lib.sample_chain(jax.random.key(2), st, params, CENTER, cfg, 4000)
     z = jnp.argmax(traj.z, axis=-1)                                  # (T, C)
-    la = dg.log_abar_all_states(params, traj.x[1:], CENTER, cfg)     # (T−1, C, S)
+    la = ncl_model.log_abar_all_states(params, traj.x[1:], CENTER, cfg)     # (T−1, C, S)
     acc = (jnp.full((3, 3), -jnp.inf), jnp.zeros((3,), jnp.int32))
-    acc = dg.rb_log_sum_update(*acc, z[:-1].reshape(-1), la.reshape(-1, 3))
-    trans = sum(dg.transition_counts(z[:, c], 3) for c in range(8))
-    occ = sum(dg.state_counts(z[:, c], 3) for c in range(8))
-    out = dg.sigma_from_counts_and_rb_sums(occ, trans, *acc)
+    acc = markov.rb_log_sum_update(*acc, z[:-1].reshape(-1), la.reshape(-1, 3))
+    trans = sum(markov.transition_counts(z[:, c], 3) for c in range(8))
+    occ = sum(markov.state_counts(z[:, c], 3) for c in range(8))
+    out = markov.sigma_from_counts_and_rb_sums(occ, trans, *acc)
     assert float(out.sigma_rb) == pytest.approx(ex["sigma"], rel=0.15)
     assert float(out.sigma_counts) == pytest.approx(ex["sigma"], rel=0.3)
     np.testing.assert_allclose(np.exp(acc[0] - jnp.log(acc[1])[:, None]), ex["M"], atol=0.02)
@@ -490,10 +492,10 @@ def test_training_monitor_on_a_chain_matches_exact(tiny_runs):
 def test_binary_too_many_units_is_a_clear_error():
     cfg = ModelConfig(n_hidden=13, hidden="binary")
     with pytest.raises(ValueError, match="L = 13 > 12"):
-        dg.check_enumerable(cfg)
+        ncl_model.check_enumerable(cfg)
     params = random_model(0, 4, 13)
     with pytest.raises(ValueError, match="binary hidden units"):
-        dg.log_likelihood(params, np.zeros((2, 4), np.float32), jnp.zeros(2 ** 13), cfg)
+        ncl_model.log_likelihood_given_occupancy(params, np.zeros((2, 4), np.float32), jnp.zeros(2 ** 13), cfg)
     with pytest.raises(ValueError, match="binary hidden units"):
         dg.diagnose(jax.random.key(0), params, jnp.zeros(4), cfg, np.zeros((2, 4)), DCFG)
 
@@ -540,7 +542,7 @@ def test_jackknife_bias_correction_is_exact_for_a_squared_mean():
     full = m.mean(-1) ** 2
     loo = ((m.sum(-1, keepdims=True) - m) / (G - 1)) ** 2
     u = (m.sum(-1) ** 2 - (m ** 2).sum(-1)) / (G * (G - 1))
-    np.testing.assert_allclose(dg.jackknife_bias_corrected(full, loo), u, rtol=1e-12)
+    np.testing.assert_allclose(markov.jackknife_bias_corrected(full, loo), u, rtol=1e-12)
 
 
 def test_diagnose_ensemble_matches_members(tiny_runs):

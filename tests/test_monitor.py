@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ncl import chain as C
-from ncl import diagnostics as Dg
+from ncl import model as ncl_model
 from ncl import model as M
 from ncl import monitor as Mo
 from tests.helpers import all_binary, random_params
@@ -66,7 +66,7 @@ def test_monitor_estimates_match_exact(config, seed):
     np.testing.assert_allclose(np.asarray(summary.occupancy), p, atol=0.02)
     # the precise log-likelihood given p equals the exact mixture likelihood
     data = jnp.asarray(all_binary(D)[::3])
-    ll = float(Dg.log_likelihood(params, data, jnp.log(jnp.asarray(p, jnp.float32)),
+    ll = float(ncl_model.log_likelihood_given_occupancy(params, data, jnp.log(jnp.asarray(p, jnp.float32)),
                                  config, chunk=5))
     states = M.enumerate_hidden_states(config)
     logA = np.asarray(jax.vmap(lambda z: M.log_A(params, z, data))(states), np.float64)

@@ -15,6 +15,8 @@ import pytest
 
 from ncl import chain as chain_lib
 from ncl import diagnostics as dg
+from ncl import markov
+from ncl import model as ncl_model
 from ncl import exact
 from ncl import rbm
 from ncl import training as T
@@ -72,14 +74,14 @@ def test_exact_loglik_matches_brute_force_enumeration(config):
     # the exact hidden marginal, and eq. (5): p(x) = sum_z pbar(z) A(z, x)
     np.testing.assert_allclose(np.exp(np.asarray(rbm.log_hidden_marginal(params, center, config))),
                                pz, atol=1e-6)
-    eq5 = float(dg.log_likelihood(params, data, rbm.log_hidden_marginal(params, center, config),
+    eq5 = float(ncl_model.log_likelihood_given_occupancy(params, data, rbm.log_hidden_marginal(params, center, config),
                                   config))
     assert eq5 == pytest.approx(ll, abs=2e-5)
     # the kernels of the chain are the RBM's conditionals: A = p(x|z), Abar = p(z|x)
-    from ncl.gradient import log_A_matrix
+    from ncl.model import log_A_matrix
     A = np.exp(np.asarray(log_A_matrix(params, X, enumerate_hidden_states(config)))).T
     np.testing.assert_allclose(A, p_x_given_z, atol=1e-6)
-    Abar = np.exp(np.asarray(dg.log_abar_all_states(params, X, center, config)))
+    Abar = np.exp(np.asarray(ncl_model.log_abar_all_states(params, X, center, config)))
     np.testing.assert_allclose(Abar, p_z_given_x, atol=1e-6)
     # and the general exact reference (stationary vector of the chain) agrees
     assert float(exact.log_likelihood(params, data, center, config)) == pytest.approx(ll, abs=1e-4)
@@ -109,7 +111,7 @@ def test_rbm_transition_matrix_satisfies_detailed_balance(config):
     np.testing.assert_allclose(p @ M, p, atol=1e-6)         # p̄ is stationary
     assert float(rbm.detailed_balance_violation(params, center, config)) < 1e-6
     # sigma is 0: eq. (21) from the exact M
-    sigma = float(dg.entropy_production_from_log(jnp.log(jnp.asarray(p, jnp.float32)),
+    sigma = float(markov.entropy_production_from_log(jnp.log(jnp.asarray(p, jnp.float32)),
                                                  jnp.log(jnp.asarray(M, jnp.float32))))
     assert abs(sigma) < 1e-5
     # ... while the untied model with the same w is not reversible
@@ -117,7 +119,7 @@ def test_rbm_transition_matrix_satisfies_detailed_balance(config):
                                                                         params.wbar.shape))
     lM = exact.log_hidden_transition_matrix(untied, center, config)
     lp = exact.log_stationary_hidden(untied, center, config)
-    assert float(dg.entropy_production_from_log(lp, lM)) > 1e-3
+    assert float(markov.entropy_production_from_log(lp, lM)) > 1e-3
 
 
 def test_diagnostics_find_sigma_zero_for_an_rbm():

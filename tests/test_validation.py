@@ -13,6 +13,7 @@ import pytest
 import ncl
 from ncl import cli, io, sweep
 from ncl import diagnostics as dg
+from ncl import model as ncl_model
 from ncl import reproduce as rp
 from ncl import training as T
 from ncl.chain import init as chain_init
@@ -95,7 +96,7 @@ ENTRY_POINTS = {
                                                 DCFG),
     "diagnose_ensemble": lambda d, ens, one: dg.diagnose_ensemble(
         KEY, ens.params, ens.center, CFG.model, d, DCFG),
-    "log_likelihood": lambda d, ens, one: dg.log_likelihood(
+    "log_likelihood": lambda d, ens, one: ncl_model.log_likelihood_given_occupancy(
         one.params, d, jnp.log(jnp.full(6, 1 / 6)), CFG.model),
 }
 
@@ -133,7 +134,7 @@ def test_diagnose_ensemble_with_data_of_the_wrong_width(x, ens):
 
 
 def test_log_likelihood_with_data_of_the_wrong_width(x, one):
-    raises_cleanly(ValueError, WIDTH, dg.log_likelihood, one.params, x[:, :12],
+    raises_cleanly(ValueError, WIDTH, ncl_model.log_likelihood_given_occupancy, one.params, x[:, :12],
                    jnp.zeros(6) - np.log(6), CFG.model)
 
 
@@ -177,9 +178,9 @@ def test_ensemble_and_single_model_confusions(x, ens, one):
 
 
 def test_log_likelihood_rejects_probabilities_instead_of_logs_and_wrong_state_count(x, one):
-    raises_cleanly(ValueError, r"pass jnp.log\(p_bar\)", dg.log_likelihood, one.params, x,
+    raises_cleanly(ValueError, r"pass jnp.log\(p_bar\)", ncl_model.log_likelihood_given_occupancy, one.params, x,
                    jnp.full(6, 1 / 6), CFG.model)
-    raises_cleanly(ValueError, r"log_p_bar must have shape \(6,\)", dg.log_likelihood,
+    raises_cleanly(ValueError, r"log_p_bar must have shape \(6,\)", ncl_model.log_likelihood_given_occupancy,
                    one.params, x, jnp.zeros(4), CFG.model)
 
 
@@ -317,7 +318,7 @@ def test_binary_hidden_units_too_many_to_enumerate(x):
                abar=jnp.zeros(13))
     msg = r"L = 13 > 12 are not supported .* use n_hidden \(L\) <= 12"
     raises_cleanly(ValueError, msg, dg.diagnose, KEY, p, jnp.zeros(D), big, x, DCFG)
-    raises_cleanly(ValueError, msg, dg.log_likelihood, p, x, jnp.zeros(2 ** 13), big)
+    raises_cleanly(ValueError, msg, ncl_model.log_likelihood_given_occupancy, p, x, jnp.zeros(2 ** 13), big)
     raises_cleanly(ValueError, msg, dg.rao_blackwell_log_transition_matrix, KEY, p,
                    jnp.zeros(D), big)
     raises_cleanly(ValueError, "use L <= 30", T.TrainConfig, model={"n_hidden": 31,
