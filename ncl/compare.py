@@ -200,15 +200,13 @@ def generate_samples(key: Array, params: Params, center: Array, config: ModelCon
     else:
         x0 = jax.random.bernoulli(k0, 0.5, (n_chains, data.shape[1])).astype(jnp.float32)
     state = chain_lib.init(x0)
-
-    def body(st, k):  # segments of `spacing` steps: memory O(spacing · n_chains · D)
-        st, traj = chain_lib.sample_chain(k, st, params, center, config, spacing)
-        return st, traj.x[-1]
-
+    # segments of `spacing` steps (memory O(spacing · n_chains · D)), keeping the last x
     n_burn = -(-burn_in // spacing)
     if n_burn:
-        state, _ = jax.lax.scan(body, state, jax.random.split(k1, n_burn))
-    _, xs = jax.lax.scan(body, state, jax.random.split(k2, n_per_chain))
+        state, _ = chain_lib.run_segments(jax.random.split(k1, n_burn), state, params,
+                                          center, config, spacing)
+    _, xs = chain_lib.run_segments(jax.random.split(k2, n_per_chain), state, params, center,
+                                   config, spacing, record=lambda traj: traj.x[-1])
     return xs.reshape(-1, xs.shape[-1])
 
 

@@ -288,8 +288,9 @@ def _sequence_core(key, params, center, x0, config, burn_in: int, n_steps: int):
     k_burn, k_rec = jax.random.split(key)
     state = chain_lib.init(x0[None])
     if burn_in > 0:
-        state, _ = chain_lib.sample_chain(k_burn, state, params, center, config, burn_in)
-    _, traj = chain_lib.sample_chain(k_rec, state, params, center, config, n_steps + 1)
+        state, _ = chain_lib.run_segments(k_burn, state, params, center, config, burn_in)
+    _, traj = chain_lib.run_segments(k_rec, state, params, center, config, n_steps + 1,
+                                     record=lambda traj: traj)
     z_prev = traj.z[:-1, 0]                                   # z(t−1), (n, L)
     mean = jax.nn.sigmoid(visible_logits(params, z_prev))     # (n, D)
     return hidden_state_index(z_prev, config), mean, traj.x[1:, 0]
