@@ -1,10 +1,20 @@
 """ncl: nonequilibrium latent-cycle generative models (Baiesi & Rosso, arXiv:2512.11415).
 
-Modules: :mod:`ncl.model` (parameters, kernels A and Ā, sampling, init),
-:mod:`ncl.chain` (persistent chain), :mod:`ncl.gradient` (two-step gradient),
-:mod:`ncl.training` (protocol, ensembles), :mod:`ncl.io` (saving runs),
-:mod:`ncl.mnist` (MNIST files), :mod:`ncl.data` (binarised digit data sets),
-:mod:`ncl.cli` (command line).
+The numerical core, in layers (each module imports only from those before it):
+
+* leaves: :mod:`ncl._validate`, :mod:`ncl._atomic`, :mod:`ncl._compat`, :mod:`ncl.keys`
+  (seeds to PRNG keys), :mod:`ncl.mnist` (MNIST files), :mod:`ncl.data` (binarised
+  digit data sets), :mod:`ncl.classifier`;
+* :mod:`ncl.model` (parameters, kernels A and Ā, per-state tables, sampling, init, the
+  eq. 5 likelihood given p̄; also the size letters used everywhere);
+* :mod:`ncl.markov` (counts, stationary vectors, σ, τ, jackknife: arrays in, arrays out);
+* :mod:`ncl.chain` (the persistent chain, the segment runner, the kernel);
+* :mod:`ncl.gradient` (two-step gradient) → :mod:`ncl.exact`, :mod:`ncl.rbm` →
+  :mod:`ncl.estimators` (the registry by ``family`` and ``gradient``);
+* :mod:`ncl.monitor` → :mod:`ncl.trajectory` → :mod:`ncl.sharding` →
+  :mod:`ncl.protocol` (``TrainConfig``) → :mod:`ncl.training` → :mod:`ncl.diagnostics`;
+
+then :mod:`ncl.io` (saving runs), the workflows and :mod:`ncl.cli` (command line).
 """
 from ncl.chain import ChainState, Trajectory, sample_chain
 from ncl.gradient import autodiff_gradient, surrogate_objective, two_step_gradient
