@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from ncl import _validate as _v
+from ncl import keys
 
 Array = jax.Array
 
@@ -156,7 +157,8 @@ def train_classifier(x, labels, classes: Sequence[int], key: Array | int = 0,
       x: ``(N, D)`` binarised images (0/1; any numeric dtype).
       labels: ``(N,)`` digit labels, each one of ``classes``.
       classes: the distinct digits, e.g. ``(0, 1, 2)``; class index ``k`` ↔ ``classes[k]``.
-      key: PRNG key or int seed (initial weights are small random normals).
+      key: PRNG key or int seed, made one typed key by :func:`ncl.keys.as_key` (initial
+        weights are small random normals).
       config: :class:`ClassifierConfig`.
     Returns:
       :class:`ClassifierParams` with ``W (D, K)``, ``b (K,)``, ``classes (K,)``.
@@ -168,8 +170,7 @@ def train_classifier(x, labels, classes: Sequence[int], key: Array | int = 0,
     y = labels_to_index(labels, classes)
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels")
-    if isinstance(key, (int, np.integer)):
-        key = jax.random.key(int(key))
+    key = keys.as_key(key, "key", hint="")
     D, K = x.shape[1], len(classes)
     params = ClassifierParams(W=0.01 * jax.random.normal(key, (D, K), jnp.float32),
                               b=jnp.zeros((K,), jnp.float32),
