@@ -5,7 +5,8 @@
 #
 #     bash benchmarks/device_check.sh
 #
-# Steps (each under a `timeout` guard; the whole script stays under 5 minutes on an H200):
+# Steps (each under a `timeout` guard, capped so that the whole script ends within
+# NCL_DEVICE_CHECK_BUDGET_S, default 285 s: under 5 minutes whatever the machine):
 #   1. install: python3 -m venv .venv-dev && .venv-dev/bin/pip install -e ".[test]";
 #      if that fails (an offline machine), fall back to the preinstalled python3 with the
 #      repository on PYTHONPATH (it must already have jax, optax, chex, scipy, pytest);
@@ -26,24 +27,30 @@
 #   NCL_DEVICE_CHECK_PYTHON=P    use interpreter P as is (skip step 1's install)
 #   NCL_DEVICE_CHECK_BIG_EPOCHS  epochs of the 1152-seed case (default 8)
 #   NCL_DEVICE_CHECK_OFFLINE=1   pip with --no-index (to test the offline fallback)
+#   NCL_DEVICE_CHECK_BUDGET_S    the whole script's time budget (285 s; 600 s when small)
 set -u
 cd "$(dirname "$0")/.."
 T_START=$(date +%s)
 FAIL=0
 fail() { echo "FAILED: $*"; FAIL=1; }
+# guard: a step's timeout, capped by the time left of the whole script's budget
+guard() { local left=$(( DEADLINE - $(date +%s) )); [ "$left" -lt 1 ] && left=1
+          [ "$left" -lt "$1" ] && echo "$left" || echo "$1"; }
 step() { echo; echo "== $* ($(( $(date +%s) - T_START )) s elapsed)"; }
 
 SMALL=${NCL_DEVICE_CHECK_SMALL:-0}
 if [ "$SMALL" = "1" ]; then
   SEEDS_A=4;  EPOCHS_A=1;   SEEDS_B=8;    EPOCHS_B=1
-  TESTS=(tests/test_model.py tests/test_chain_gradient.py -k "frequencies or joint_distribution")
-  TO_INSTALL=300; TO_A=120; TO_B=120; TO_TESTS=120
+  TESTS=(tests/test_model.py tests/test_chain_gradient.py
+         -k "frequencies or joint_distribution or wrong_distribution")
+  TO_INSTALL=300; TO_A=120; TO_B=120; TO_TESTS=120; BUDGET=${NCL_DEVICE_CHECK_BUDGET_S:-600}
 else
   SEEDS_A=36; EPOCHS_A=120; SEEDS_B=1152; EPOCHS_B=${NCL_DEVICE_CHECK_BIG_EPOCHS:-8}
   TESTS=(tests/test_model.py tests/test_chain_gradient.py
          tests/test_exact.py::test_stationary_distribution_matches_long_chain_histogram)
-  TO_INSTALL=60; TO_A=80; TO_B=60; TO_TESTS=90
+  TO_INSTALL=60; TO_A=100; TO_B=70; TO_TESTS=150; BUDGET=${NCL_DEVICE_CHECK_BUDGET_S:-285}
 fi
+DEADLINE=$(( T_START + BUDGET ))
 echo "# device_check: $(date -u +%FT%TZ), host $(hostname), $(nproc) CPU cores, small=$SMALL"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
@@ -56,8 +63,8 @@ if [ -n "${NCL_DEVICE_CHECK_PYTHON:-}" ]; then
   echo "using $PY as is (NCL_DEVICE_CHECK_PYTHON); no install"
 else
   echo "+ python3 -m venv .venv-dev && .venv-dev/bin/pip install -q -e \".[test]\""
-  if timeout "$TO_INSTALL" python3 -m venv .venv-dev \
-     && timeout "$TO_INSTALL" .venv-dev/bin/pip install -q "${PIP_EXTRA[@]}" -e ".[test]"; then
+  if timeout "$(guard "$TO_INSTALL")" python3 -m venv .venv-dev \
+     && timeout "$(guard "$TO_INSTALL")" .venv-dev/bin/pip install -q "${PIP_EXTRA[@]}" -e ".[test]"; then
     PY=.venv-dev/bin/python
   else
     echo "pip install failed (offline machine?): falling back to the preinstalled python3" \
@@ -73,7 +80,7 @@ fi
 has_gpu() { "$PY" -c "import jax, sys; sys.exit(0 if jax.default_backend() == 'gpu' else 1)" >/dev/null 2>&1; }
 if command -v nvidia-smi >/dev/null && ! has_gpu; then
   echo "+ nvidia-smi present but JAX has no GPU backend: $PY -m pip install -q \"jax[cuda12]\""
-  timeout "$TO_INSTALL" "$PY" -m pip install -q "${PIP_EXTRA[@]}" "jax[cuda12]" \
+  timeout "$(guard "$TO_INSTALL")" "$PY" -m pip install -q "${PIP_EXTRA[@]}" "jax[cuda12]" \
     || fail "pip install jax[cuda12]"
   has_gpu || fail "JAX still has no GPU backend although nvidia-smi exists"
 else
@@ -120,16 +127,16 @@ EOF
 }
 export -f run_case; export PY
 step "2. paper protocol: $SEEDS_A seeds, TrainConfig() (epochs $EPOCHS_A)"
-timeout "$TO_A" bash -c "run_case $SEEDS_A $EPOCHS_A protocol" \
-  || fail "paper protocol ($SEEDS_A seeds): exit $? (124 = timeout after $TO_A s)"
+G=$(guard "$TO_A"); timeout "$G" bash -c "run_case $SEEDS_A $EPOCHS_A protocol" \
+  || fail "paper protocol ($SEEDS_A seeds): exit $? (124 = timeout after $G s)"
 step "3. ensemble: $SEEDS_B seeds, TrainConfig(epochs=$EPOCHS_B) (fewer epochs than the protocol's 120, to stay in budget)"
-timeout "$TO_B" bash -c "run_case $SEEDS_B $EPOCHS_B ensemble" \
-  || fail "ensemble ($SEEDS_B seeds): exit $? (124 = timeout after $TO_B s)"
+G=$(guard "$TO_B"); timeout "$G" bash -c "run_case $SEEDS_B $EPOCHS_B ensemble" \
+  || fail "ensemble ($SEEDS_B seeds): exit $? (124 = timeout after $G s)"
 
 # ------------------------------------------------------ 4. sampler tests
 step "4. sampler distribution tests on the $("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null) backend: ${TESTS[*]}"
-timeout "$TO_TESTS" "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" \
-  || fail "sampler tests: exit $? (124 = timeout after $TO_TESTS s)"
+G=$(guard "$TO_TESTS"); timeout "$G" "$PY" -m pytest -q -p no:cacheprovider "${TESTS[@]}" \
+  || fail "sampler tests: exit $? (124 = timeout after $G s)"
 
 echo
 if [ "$FAIL" = 0 ]; then
