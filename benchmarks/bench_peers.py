@@ -154,7 +154,8 @@ def main(argv=None):
             row = f"{name} peer (batched over seeds)"
             if name == "torch":
                 r["torch"], r["threads"] = torch.__version__, torch.get_num_threads()
-                row = f"torch peer, batched ({r['threads']} thread{'s' if r['threads'] > 1 else ''})"
+                plural = "s" if r["threads"] > 1 else ""
+                row = f"torch peer, batched ({r['threads']} thread{plural})"
                 torch.set_num_threads(default_threads)
             rows[row] = r
             timed.append((row, name))

@@ -67,16 +67,16 @@ def test_numpy_peer_with_one_seed_is_the_reference_step(hidden):
     p = ref.init_params(rng, data, 4, hidden)
     o = ref.rmsprop_init(p)
     xc = data[rng.integers(len(data))].copy()
-    P, O, XC = ({k: v[None] for k, v in t.items()} for t in (p, o, {"x": xc}))
-    XC = XC["x"]
+    bp, bo = ({k: v[None] for k, v in t.items()} for t in (p, o))  # a seed axis of 1
+    bxc = xc[None]
     r1, r2 = np.random.default_rng(2), np.random.default_rng(2)
     for _ in range(5):
         p, o, xc, ll = ref.train_step(r1, p, o, xc, data, c, 12, 10, hidden)
-        P, O, XC, LL = peers.numpy_train_step(r2, P, O, XC, data, c, 12, 10, hidden)
-        np.testing.assert_array_equal(XC[0], xc)
-        np.testing.assert_allclose(LL[0], ll, rtol=1e-5)
+        bp, bo, bxc, bll = peers.numpy_train_step(r2, bp, bo, bxc, data, c, 12, 10, hidden)
+        np.testing.assert_array_equal(bxc[0], xc)
+        np.testing.assert_allclose(bll[0], ll, rtol=1e-5)
         for k in p:
-            np.testing.assert_allclose(P[k][0], p[k], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(bp[k][0], p[k], rtol=1e-4, atol=1e-5)
 
 
 def _one_double_step(peer, hidden, E=20000, D=30, L=4, seed=3):
