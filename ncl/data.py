@@ -49,14 +49,17 @@ __all__ = [
     "PAPER_DIGITS",
     "PAPER_PER_DIGIT",
     "PAPER_SUBSET_FILE",
+    "HELDOUT_SUBSET_FILE",
     "binarize",
     "select_digits",
     "load_digits",
     "build_subset",
     "build_paper_subset",
+    "build_heldout_subset",
     "save_subset",
     "load_subset_npz",
     "load_paper_data",
+    "load_heldout_data",
     "check_data",
 ]
 
@@ -69,6 +72,8 @@ PAPER_DIGITS: tuple[int, ...] = (0, 1, 2)
 PAPER_PER_DIGIT = 1000
 #: Bundled bit-packed file (inside ``ncl/_data``).
 PAPER_SUBSET_FILE = "mnist_012_first1000.npz"
+HELDOUT_SUBSET_FILE = "mnist_012_test.npz"   # every test-split image of the digits 0, 1, 2
+HELDOUT_SIZE = 3147                          # 980 zeros, 1135 ones, 1032 twos
 _SUBSET_FORMAT_VERSION = 1
 
 
@@ -111,10 +116,14 @@ def _check_digits(digits: Iterable[int]) -> tuple[int, ...]:
     return tuple(int(d) for d in ds)
 
 
-def _select_indices(labels: np.ndarray, digits: tuple[int, ...], per_digit: int) -> np.ndarray:
+def _select_indices(labels: np.ndarray, digits: tuple[int, ...], per_digit: int | None
+                    ) -> np.ndarray:
     parts = []
     for d in digits:
         idx = np.flatnonzero(labels == d)
+        if per_digit is None:   # every image of the digit
+            parts.append(idx)
+            continue
         if idx.size < per_digit:
             raise ValueError(
                 f"digit {d} has only {idx.size} images, fewer than per_digit={per_digit}"
@@ -127,11 +136,11 @@ def select_digits(
     images: np.ndarray,
     labels: np.ndarray,
     digits: Iterable[int] = PAPER_DIGITS,
-    per_digit: int = PAPER_PER_DIGIT,
+    per_digit: int | None = PAPER_PER_DIGIT,
     *,
     return_indices: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Binarised subset: the first ``per_digit`` images of each digit.
+    """Binarised subset: the first ``per_digit`` images of each digit (``None``: all).
 
     Selection is deterministic: for each digit, the first ``per_digit``
     occurrences in file order.  The output keeps the original file order (the
@@ -142,7 +151,7 @@ def select_digits(
       images: ``(N, 28, 28)`` (or ``(N, 784)``) gray levels 0..255.
       labels: ``(N,)`` digit labels.
       digits: distinct digits in 0..9.
-      per_digit: positive number of images per digit.
+      per_digit: positive number of images per digit, or ``None`` for all of them.
       return_indices: also return the selected indices into ``images``.
 
     Returns:
@@ -155,15 +164,18 @@ def select_digits(
         digit with fewer than ``per_digit`` images.
     """
     ds = _check_digits(digits)
-    if isinstance(per_digit, bool) or not isinstance(per_digit, (int, np.integer)) or per_digit < 1:
-        raise ValueError(f"per_digit must be a positive int, got {per_digit!r}")
+    if per_digit is not None and (isinstance(per_digit, bool)
+                                  or not isinstance(per_digit, (int, np.integer))
+                                  or per_digit < 1):
+        raise ValueError(f"per_digit must be a positive int or None (all images), got "
+                         f"{per_digit!r}")
     images = np.asarray(images)
     labels = np.asarray(labels)
     if labels.ndim != 1 or images.shape[:1] != labels.shape:
         raise ValueError(
             f"images {images.shape} and labels {labels.shape} must share the leading axis"
         )
-    idx = _select_indices(labels, ds, int(per_digit))
+    idx = _select_indices(labels, ds, None if per_digit is None else int(per_digit))
     x = binarize(images[idx])
     y = labels[idx].astype(np.uint8)
     if return_indices:
@@ -173,7 +185,7 @@ def select_digits(
 
 def load_digits(
     digits: Iterable[int] = PAPER_DIGITS,
-    per_digit: int = PAPER_PER_DIGIT,
+    per_digit: int | None = PAPER_PER_DIGIT,
     split: str = "train",
     directory: str | os.PathLike[str] | None = None,
     download: bool = True,
@@ -202,7 +214,7 @@ def _array_sha256(a: np.ndarray) -> str:
 def build_subset(
     directory: str | os.PathLike[str] | None = None,
     digits: Iterable[int] = PAPER_DIGITS,
-    per_digit: int = PAPER_PER_DIGIT,
+    per_digit: int | None = PAPER_PER_DIGIT,
     split: str = "train",
     download: bool = True,
 ) -> dict[str, np.ndarray]:
@@ -214,7 +226,7 @@ def build_subset(
     * ``labels``: uint8 ``(n,)``
     * ``shape``: int64 ``(2,)`` = ``(n, 784)``
     * ``indices``: int64 ``(n,)`` indices into the source split
-    * ``digits``: int64 ``(k,)``; ``per_digit``, ``threshold``: int64 scalars
+    * ``digits``: int64 ``(k,)``; ``per_digit`` (−1: all), ``threshold``: int64 scalars
     * ``split``, ``x_sha256``, ``labels_sha256`` (of the unpacked ``x`` and
       ``labels`` bytes): 0-d str arrays
     * ``source_files``, ``source_sha256``: str ``(2,)`` the IDX files used
@@ -230,7 +242,7 @@ def build_subset(
         "shape": np.array(x.shape, dtype=np.int64),
         "indices": idx,
         "digits": np.array(ds, dtype=np.int64),
-        "per_digit": np.array(per_digit, dtype=np.int64),
+        "per_digit": np.array(-1 if per_digit is None else per_digit, dtype=np.int64),
         "threshold": np.array(127, dtype=np.int64),
         "split": np.array(split),
         "x_sha256": np.array(_array_sha256(x)),
@@ -247,6 +259,14 @@ def build_paper_subset(
     """:func:`build_subset` for the paper: digits 0, 1, 2, first 1000 training
     images each -> ``bits`` ``(3000, 98)``, ``labels`` ``(3000,)``."""
     return build_subset(directory, PAPER_DIGITS, PAPER_PER_DIGIT, "train", download)
+
+
+def build_heldout_subset(
+    directory: str | os.PathLike[str] | None = None, download: bool = True
+) -> dict[str, np.ndarray]:
+    """:func:`build_subset` of the held-out images: every MNIST *test* image of the
+    digits 0, 1, 2 -> ``bits`` ``(3147, 98)``, ``labels`` ``(3147,)``."""
+    return build_subset(directory, PAPER_DIGITS, None, "test", download)
 
 
 def save_subset(subset: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
@@ -311,14 +331,30 @@ def load_subset_npz(
     return x, labels
 
 
-def _bundled_path() -> Any:
-    """Traversable for the bundled subset (works from an installed wheel)."""
+def _bundled_path(name: str = PAPER_SUBSET_FILE) -> Any:
+    """Traversable for a bundled subset (works from an installed wheel)."""
     from importlib import resources
 
     try:
-        return resources.files("ncl").joinpath("_data", PAPER_SUBSET_FILE)
+        return resources.files("ncl").joinpath("_data", name)
     except (ModuleNotFoundError, TypeError, AttributeError):  # pragma: no cover
-        return Path(__file__).resolve().parent / "_data" / PAPER_SUBSET_FILE
+        return Path(__file__).resolve().parent / "_data" / name
+
+
+def _load_bundled(name: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    res = _bundled_path(name)
+    try:
+        with res.open("rb") as fh:
+            payload = fh.read()
+    except FileNotFoundError as exc:
+        raise MNISTUnavailableError(
+            f"bundled data file {res} is missing; reinstall ncl or rebuild it with "
+            "scripts/build_bundled_subset.py --mnist-dir DIR"
+        ) from exc
+    x, labels = load_subset_npz(io.BytesIO(payload), name=f"bundled {res}")
+    if x.shape != shape:
+        raise MNISTFormatError(f"bundled {res}: expected x of shape {shape}, got {x.shape}")
+    return x, labels
 
 
 def load_paper_data() -> tuple[np.ndarray, np.ndarray]:
@@ -333,19 +369,19 @@ def load_paper_data() -> tuple[np.ndarray, np.ndarray]:
       ``(x, labels)``: ``x`` uint8 ``(3000, 784)`` in {0, 1}, ``labels`` uint8
       ``(3000,)`` (1000 each of 0, 1, 2).
     """
-    res = _bundled_path()
-    try:
-        with res.open("rb") as fh:
-            payload = fh.read()
-    except FileNotFoundError as exc:
-        raise MNISTUnavailableError(
-            f"bundled data file {res} is missing; reinstall ncl or rebuild it with "
-            "scripts/build_bundled_subset.py --mnist-dir DIR"
-        ) from exc
-    x, labels = load_subset_npz(io.BytesIO(payload), name=f"bundled {res}")
-    if x.shape != (3000, 784):
-        raise MNISTFormatError(f"bundled {res}: expected x of shape (3000, 784), got {x.shape}")
-    return x, labels
+    return _load_bundled(PAPER_SUBSET_FILE, (3000, 784))
+
+
+def load_heldout_data() -> tuple[np.ndarray, np.ndarray]:
+    """The held-out images for the paper's data set, from the file bundled with the
+    package: every MNIST *test* image of the digits 0, 1, 2 (file order), binarised
+    like the training set. Identical to ``load_digits((0, 1, 2), None, split="test")``.
+
+    Returns:
+      ``(x, labels)``: ``x`` uint8 ``(3147, 784)`` in {0, 1}, ``labels`` uint8
+      ``(3147,)`` (980 zeros, 1135 ones, 1032 twos).
+    """
+    return _load_bundled(HELDOUT_SUBSET_FILE, (HELDOUT_SIZE, 784))
 
 
 def check_data(data, name: str = "data") -> np.ndarray:

@@ -434,6 +434,33 @@ def test_bundled_paper_data_shape_and_counts():
     assert (REPO / "ncl" / "_data" / "ATTRIBUTION.md").is_file()
 
 
+def test_bundled_heldout_data_shape_and_counts():
+    x, y = data.load_heldout_data()
+    assert x.shape == (data.HELDOUT_SIZE, 784) and x.dtype == np.uint8
+    assert np.bincount(y).tolist() == [980, 1135, 1032]
+    assert set(np.unique(x).tolist()) == {0, 1}
+    bundled = REPO / "ncl" / "_data" / data.HELDOUT_SUBSET_FILE
+    assert bundled.stat().st_size < 500_000
+    xt, _ = data.load_paper_data()   # held out: other images (after binarisation, 2 of
+    train = {row.tobytes() for row in np.packbits(xt, axis=1)}   # the 3147 equal one)
+    assert sum(row.tobytes() in train for row in np.packbits(x, axis=1)) <= 2
+
+
+@needs_mnist
+def test_bundled_heldout_subset_equals_rebuild():
+    built = data.build_heldout_subset(MNIST_DIR, download=False)
+    with np.load(REPO / "ncl" / "_data" / data.HELDOUT_SUBSET_FILE, allow_pickle=False) as npz:
+        for key, value in built.items():
+            np.testing.assert_array_equal(npz[key], value, err_msg=key)
+        assert set(npz.files) == set(built)
+        assert str(npz["split"]) == "test" and int(npz["per_digit"]) == -1
+    x, y = data.load_heldout_data()
+    xd, yd = data.load_digits(per_digit=None, split="test", directory=MNIST_DIR,
+                              download=False)
+    np.testing.assert_array_equal(x, xd)
+    np.testing.assert_array_equal(y, yd)
+
+
 @needs_mnist
 def test_bundled_subset_equals_rebuild():
     built = data.build_paper_subset(MNIST_DIR, download=False)
@@ -475,14 +502,16 @@ def test_build_script_runs(tmp_path):
 
     if mnist.find_mnist_file(MNIST_DIR, TRAIN_LABELS) is None:
         pytest.skip(f"MNIST files not found in {MNIST_DIR}")
-    out = tmp_path / "rebuilt.npz"
     r = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "build_bundled_subset.py"), "--mnist-dir", str(MNIST_DIR),
-         "--output", str(out), "--no-download"],
+         "--output-dir", str(tmp_path), "--no-download"],
         capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 0, r.stderr
-    x, y = data.load_subset_npz(out)
-    x0, y0 = data.load_paper_data()
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(y, y0)
+    for name, load in ((data.PAPER_SUBSET_FILE, data.load_paper_data),
+                       (data.HELDOUT_SUBSET_FILE, data.load_heldout_data)):
+        assert (tmp_path / name).read_bytes() == (REPO / "ncl" / "_data" / name).read_bytes()
+        x, y = data.load_subset_npz(tmp_path / name)
+        x0, y0 = load()
+        np.testing.assert_array_equal(x, x0)
+        np.testing.assert_array_equal(y, y0)
