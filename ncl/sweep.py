@@ -16,8 +16,11 @@ with names ``lr`` (``learning_rate``), ``centering`` (on/off), ``T`` (``chain_le
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import itertools
+import json
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -212,3 +215,42 @@ def summary_rows(results: Sequence[GroupResult]) -> list[dict]:
                 finite=bool(h["finite"][j].all()))
             rows.append(row)
     return sorted(rows, key=lambda r: r["member"])
+
+
+SWEEP_CSV, SWEEP_JSON = "sweep.csv", "sweep.json"
+
+
+def save_sweep(out, results: Sequence[GroupResult], *, data_info: dict, grid: str,
+               seeds: Sequence[int], base: TrainConfig, wall: float) -> list[dict]:
+    """Save every group as a run (``out/group_NN``, :func:`ncl.io.save_run`, with its
+    members' settings) and write ``sweep.csv`` (:func:`summary_rows`) and ``sweep.json``
+    (grid, seeds, base config, wall time, rows). Returns the rows."""
+    from ncl import io
+    out = Path(out)
+    for gi, res in enumerate(results):
+        io.save_run(out / f"group_{gi:02d}", res.state, res.history, res.config,
+                    seeds=[m.seed for m in res.members], data_info=data_info,
+                    extra={"sweep_members": [{"member": m.index, "seed": m.seed,
+                                              **dict(m.settings)} for m in res.members]})
+    rows = summary_rows(results)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / SWEEP_CSV, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / SWEEP_JSON).write_text(json.dumps(
+        {"grid": grid, "seeds": seeds, "base_config": base.to_dict(),
+         "train_wall_seconds": wall, "members": rows}, indent=2))
+    return rows
+
+
+def divergence_error(rows: Sequence[dict], out) -> str | None:
+    """``ncl sweep``'s error message naming the members whose training diverged
+    (non-finite parameters); ``None`` when none did."""
+    bad = [r for r in rows if not r["finite"]]
+    if not bad:
+        return None
+    return (f"ncl sweep: error: training diverged (non-finite parameters) for "
+            f"{len(bad)} of {len(rows)} members: "
+            + ", ".join(str(r["member"]) for r in bad)
+            + f" (column finite of {Path(out) / SWEEP_CSV}); lower their learning rate")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ncl import compare as cmp
+from ncl import compare_report, stats
 from ncl.cli import main as cli_main
 from ncl.training import TrainConfig
 
@@ -21,7 +22,7 @@ def test_mann_whitney_matches_scipy():
         a[:2] = np.round(a[:2], 0)
         b[:2] = np.round(b[:2], 0)
         a[-1] = np.inf
-        u, p = cmp.mann_whitney_u(a, b)
+        u, p = stats.mann_whitney_u(a, b)
         ref = scipy_stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic",
                                        use_continuity=True)
         assert u == pytest.approx(ref.statistic)
@@ -29,14 +30,14 @@ def test_mann_whitney_matches_scipy():
 
 
 def test_mann_whitney_and_bootstrap_edge_cases():
-    u, p = cmp.mann_whitney_u([1, 1, 1], [1, 1, 1])
+    u, p = stats.mann_whitney_u([1, 1, 1], [1, 1, 1])
     assert p == 1.0
-    assert np.isnan(cmp.mann_whitney_u([], [1.0])[1])
-    d, lo, hi = cmp.bootstrap_median_difference(np.arange(30.0) + 10, np.arange(30.0), 2000)
+    assert np.isnan(stats.mann_whitney_u([], [1.0])[1])
+    d, lo, hi = stats.bootstrap_median_difference(np.arange(30.0) + 10, np.arange(30.0), 2000)
     assert d == 10.0 and lo < 10.0 < hi and lo > 0
-    d, lo, hi = cmp.bootstrap_median_difference(np.zeros(20), np.zeros(20))
+    d, lo, hi = stats.bootstrap_median_difference(np.zeros(20), np.zeros(20))
     assert d == lo == hi == 0.0
-    med, q1, q3, n = cmp.spread([1.0, 2.0, np.inf, np.nan])
+    med, q1, q3, n = stats.spread([1.0, 2.0, np.inf, np.nan])
     assert n == 3 and med == 2.0 and q3 == np.inf
 
 
@@ -119,5 +120,5 @@ def test_compare_python_api_with_all_arms(paper_data, tmp_path):
         # (t with 15 dof), under 0.3% for the 12 checks.
         assert np.all(np.abs(res.metrics["sigma_bc"]) <= 5 * res.metrics["sigma_err"] + 1e-6)
         assert np.all(res.metrics["sigma"] >= 0)
-    paths = cmp.write_outputs(comp, tmp_path)
+    paths = compare_report.write_outputs(comp, tmp_path)
     assert "RBM exact-gradient" in paths["markdown"].read_text()

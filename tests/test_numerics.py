@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ncl import cli, io
+from ncl import cli, io, progress
 from ncl import diagnostics as dg
 from ncl import monitor as mon
 from ncl import training as T
@@ -188,6 +188,6 @@ def test_progress_line_flags_diverged_members(recwarn):
     row = T.History(loglik=nan2, loglik_precise=nan2, sigma_rb=nan2, sigma_counts=nan2,
                     batch_size=np.array([8, 8]), hidden_occupancy=np.zeros((2, 6)),
                     finite=np.array([False, True]))
-    cli.EpochProgress(4, stream=buf)(2, row)
+    progress.EpochProgress(4, stream=buf)(2, row)
     assert "DIVERGED: 1 member(s)" in buf.getvalue()
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from ncl import plots
+from ncl import figures, options, plots, regimes, stats
 from ncl import reproduce as rp
 
 OUTPUTS = ("fig2.png", "fig2.pdf", "fig3.png", "fig3.pdf", "fig4.png", "fig4.pdf",
@@ -20,32 +20,32 @@ OUTPUTS = ("fig2.png", "fig2.pdf", "fig3.png", "fig3.pdf", "fig4.png", "fig4.pdf
 # ----------------------------------------------------------------------------- statistics
 
 def test_rankdata_average_ties():
-    np.testing.assert_array_equal(rp.rankdata([10, 20, 20, 5, np.inf]), [2, 3.5, 3.5, 1, 5])
+    np.testing.assert_array_equal(stats.rankdata([10, 20, 20, 5, np.inf]), [2, 3.5, 3.5, 1, 5])
 
 
 def test_spearman_hand_computed():
     # ranks x: 1..5; y = [5, 6, 7, 8, 7] has ranks [1, 2, 3.5, 5, 3.5].
     # centred: [-2, -1, 0, 1, 2] and [-2, -1, .5, 2, .5]; Σ = 8, Σx² = 10, Σy² = 9.5.
-    rho = rp.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7])
+    rho = stats.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7])
     assert rho == pytest.approx(8 / math.sqrt(10 * 9.5), abs=1e-12)
 
 
 def test_spearman_monotone_nan_inf_and_degenerate():
     x = np.array([0.1, 0.5, 2.0, 7.0, np.inf])
-    assert rp.spearman(x, np.exp(np.arange(5))) == pytest.approx(1.0)
-    assert rp.spearman(x, -np.arange(5)) == pytest.approx(-1.0)
+    assert stats.spearman(x, np.exp(np.arange(5))) == pytest.approx(1.0)
+    assert stats.spearman(x, -np.arange(5)) == pytest.approx(-1.0)
     # a NaN pair is dropped
-    assert rp.spearman([1, 2, np.nan, 4], [2, 1, 100, 3]) == pytest.approx(0.5)
-    assert math.isnan(rp.spearman([1, 1, 1], [1, 2, 3]))
-    assert math.isnan(rp.spearman([1, 2], [1, 2]))
+    assert stats.spearman([1, 2, np.nan, 4], [2, 1, 100, 3]) == pytest.approx(0.5)
+    assert math.isnan(stats.spearman([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(stats.spearman([1, 2], [1, 2]))
     with pytest.raises(ValueError):
-        rp.spearman([1, 2, 3], [1, 2])
+        stats.spearman([1, 2, 3], [1, 2])
 
 
 def test_kmeans_1d_is_optimal():
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.normal(0, 1, 5), rng.normal(6, 1, 4), rng.normal(13, 1, 3)])
-    lab = rp.kmeans_1d(x, 3)
+    lab = stats.kmeans_1d(x, 3)
 
     def sse(labels):
         return sum(((x[labels == j] - x[labels == j].mean()) ** 2).sum()
@@ -72,10 +72,10 @@ def _synthetic_regimes(seed=0):
     return ll[perm], sigma[perm], truth[perm]
 
 
-@pytest.mark.parametrize("method", rp.REGIME_METHODS)
+@pytest.mark.parametrize("method", regimes.REGIME_METHODS)
 def test_classify_regimes_recovers_paper_structure(method):
     ll, sigma, truth = _synthetic_regimes()
-    labels, info = rp.classify_regimes(ll, sigma, method=method)
+    labels, info = regimes.classify_regimes(ll, sigma, method=method)
     np.testing.assert_array_equal(labels, truth)
     assert info["paper_like"]
     assert [info["regimes"][r]["count"] for r in range(3)] == [8, 5, 12]
@@ -85,15 +85,15 @@ def test_classify_regimes_flags_non_paper_structure():
     ll, sigma, truth = _synthetic_regimes(1)
     # the low-LL group now has the HIGHEST σ: not the paper's picture
     sigma = np.where(truth == 0, sigma * 100, sigma)
-    labels, info = rp.classify_regimes(ll, sigma)
+    labels, info = regimes.classify_regimes(ll, sigma)
     np.testing.assert_array_equal(labels, truth)
     assert not info["paper_like"]
 
 
 def test_classify_regimes_handles_zero_inf_sigma_and_few_points():
-    labels, info = rp.classify_regimes([-150, -147, -147.1], [0.0, np.inf, 3.0])
+    labels, info = regimes.classify_regimes([-150, -147, -147.1], [0.0, np.inf, 3.0])
     assert labels.tolist() == [0, 1, 2] or sorted(labels.tolist()) == [0, 1, 2]
-    labels, info = rp.classify_regimes([-150, -150], [1.0, 1.0], method="kmeans-2d")
+    labels, info = regimes.classify_regimes([-150, -150], [1.0, 1.0], method="kmeans-2d")
     assert labels.tolist() == [0, 0]
 
 
@@ -101,19 +101,19 @@ def test_cycle_structure():
     L = 6
     perm = np.roll(np.eye(L), 1, axis=1)  # 0→1→…→5→0
     M = 0.9 * perm + 0.1 / L
-    c = rp.cycle_structure(M)
+    c = regimes.cycle_structure(M)
     assert c["single_cycle"] and c["successor"] == [1, 2, 3, 4, 5, 0]
     two = np.zeros((L, L))
     for a, b in ((0, 1), (1, 2), (2, 0), (3, 4), (4, 5), (5, 3)):
         two[a, b] = 1.0
-    assert not rp.cycle_structure(two)["single_cycle"]
+    assert not regimes.cycle_structure(two)["single_cycle"]
 
 
 def test_self_transition_err_counts():
     c = np.array([[50, 50], [10, 90]])
     M00, M11 = 0.5, 0.9
     want = math.sqrt(M00 * (1 - M00) / 100 + M11 * (1 - M11) / 100) / 2
-    assert rp.self_transition_err_counts(c) == pytest.approx(want)
+    assert figures.self_transition_err_counts(c) == pytest.approx(want)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -239,5 +239,5 @@ def test_cli_usage_errors(quick_reproduction, tmp_path):
 def test_quick_options_are_overridable():
     from ncl import cli
     args = cli.build_parser().parse_args(["reproduce", "--quick", "--epochs", "2", "-T", "8"])
-    cfg = cli._quick_train_config(args)
+    cfg = options.quick_train_config(args)
     assert (cfg.epochs, cfg.chain_length, cfg.steps_per_epoch) == (2, 8, 5)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ncl
-from ncl import cli, io, sweep
+from ncl import artifacts, cli, io, sweep
 from ncl import diagnostics as dg
 from ncl import model as ncl_model
 from ncl import reproduce as rp
@@ -381,11 +381,11 @@ def test_load_checkpoint_of_a_finished_run_or_an_empty_directory(tmp_path, saved
 
 
 def test_load_diagnostics_npz_corrupt_or_foreign(tmp_path):
-    (tmp_path / rp.DIAGNOSTICS_FILE).write_bytes(b"garbage")
-    raises_cleanly(ValueError, "corrupt or truncated.*ncl diagnose", rp.load_diagnostics_npz,
+    (tmp_path / artifacts.DIAGNOSTICS_FILE).write_bytes(b"garbage")
+    raises_cleanly(ValueError, "corrupt or truncated.*ncl diagnose", artifacts.load_diagnostics_npz,
                    tmp_path)
-    np.savez(tmp_path / rp.DIAGNOSTICS_FILE, a=1)
-    raises_cleanly(ValueError, "lacks the arrays seeds", rp.load_diagnostics_npz, tmp_path)
+    np.savez(tmp_path / artifacts.DIAGNOSTICS_FILE, a=1)
+    raises_cleanly(ValueError, "lacks the arrays seeds", artifacts.load_diagnostics_npz, tmp_path)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -536,9 +536,9 @@ def test_cli_diagnose_run_of_another_width(capsys, tmp_path, saved):
 
 def test_cli_figures_missing_or_corrupt(capsys, tmp_path):
     _expect(capsys, ["figures", str(tmp_path / "nope"), "-q"], 2, "not found")
-    (tmp_path / rp.DIAGNOSTICS_FILE).write_bytes(b"garbage")
+    (tmp_path / artifacts.DIAGNOSTICS_FILE).write_bytes(b"garbage")
     _expect(capsys, ["figures", str(tmp_path), "-q"], 1, "corrupt or truncated")
-    np.savez(tmp_path / rp.DIAGNOSTICS_FILE, a=1)
+    np.savez(tmp_path / artifacts.DIAGNOSTICS_FILE, a=1)
     _expect(capsys, ["figures", str(tmp_path), "-q"], 1, "lacks the arrays")
 
 

@@ -1,0 +1,89 @@
+"""The files of a reproduction (or diagnostics) output directory and the schema of its
+``diagnostics.npz``.
+
+* file names: :data:`DIAGNOSTICS_FILE`, :data:`METRICS_FILE`, :data:`REPORT_FILE`,
+  :data:`CONFIG_FILE`, :data:`ENSEMBLE_DIR` and the figure stems :data:`FIGURES`;
+* ``diagnostics.npz``: ``seeds``, ``n_hidden``, ``diag_*`` (every
+  :class:`~ncl.diagnostics.Diagnostics` array, :func:`diagnostics_arrays`), ``hist_*``
+  (the training history, :func:`history_arrays`), ``fig3_*`` (Fig. 3's runs and samples)
+  and ``classifier_digits``; :data:`FIGURE_KEYS` must be present
+  (:func:`load_diagnostics_npz`);
+* :func:`write_json` for ``config.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ncl.io import to_jsonable
+
+DIAGNOSTICS_FILE = "diagnostics.npz"
+METRICS_FILE = "metrics.csv"
+REPORT_FILE = "REPORT.md"
+CONFIG_FILE = "config.json"
+ENSEMBLE_DIR = "ensemble"
+FIGURES = ("fig2", "fig3", "fig4")
+
+
+def diagnostics_arrays(d) -> dict:
+    """The ``diag_*`` arrays of :class:`ncl.diagnostics.Diagnostics` ``d`` (fields that
+    are ``None`` left out)."""
+    out = {}
+    for k, v in d._asdict().items():
+        if v is None:
+            continue
+        out[f"diag_{k}"] = np.asarray(v)
+    return out
+
+
+def history_arrays(history) -> dict:
+    """The ``hist_*`` arrays of a training history (the fields present)."""
+    out = {}
+    for k in ("loglik", "loglik_precise", "sigma_rb", "sigma_counts", "batch_size",
+              "hidden_occupancy", "finite"):
+        v = getattr(history, k, None)
+        if v is not None:
+            out[f"hist_{k}"] = np.asarray(v)
+    return out
+
+
+FIGURE_KEYS = ("seeds", "n_hidden", "diag_loglik", "diag_loglik_err", "diag_sigma_rb",
+                "diag_sigma_rb_err", "diag_sigma_counts", "diag_sigma_counts_err",
+                "diag_tau_rb", "diag_tau_rb_err", "diag_tau_counts", "diag_tau_counts_err",
+                "diag_p_bar", "diag_log_M_rb", "diag_M_counts", "diag_transition_counts",
+                "diag_self_transition_counts", "diag_self_transition_rb",
+                "fig3_index", "fig3_w", "fig3_wbar", "fig3_abar", "fig3_z",
+                "fig3_mean_images", "fig3_samples")
+
+
+def load_diagnostics_npz(out_dir) -> dict:
+    """The arrays of ``out_dir/diagnostics.npz``; ``FileNotFoundError`` if absent,
+    ``ValueError`` naming the file if it is corrupt or lacks arrays the figures need."""
+    path = Path(out_dir) / DIAGNOSTICS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `ncl reproduce` or `ncl diagnose` "
+                                "first")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # BadZipFile, pickled data, truncated members, ...
+        raise ValueError(f"cannot read {path}: the file is corrupt or truncated ({e}); "
+                         "write it again with `ncl diagnose RUN_DIR`") from e
+    missing = [k for k in FIGURE_KEYS if k not in arrays]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more"
+                                          if len(missing) > 4 else "")
+        raise ValueError(f"{path} lacks the arrays {shown}; it was not written by "
+                         "`ncl reproduce`/`ncl diagnose` (write it again with "
+                         "`ncl diagnose RUN_DIR`)")
+    return arrays
+
+
+def write_json(path: Path, obj):
+    """Write ``obj`` as JSON to ``path`` (through a temporary file, then renamed)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(obj), indent=2, allow_nan=True))
+    os.replace(tmp, path)

@@ -1,0 +1,123 @@
+"""Figs. 2–4 of a reproduction from its ``diagnostics.npz``: the arrays each figure needs,
+assembled from the file's schema (:mod:`ncl.artifacts`), drawn by :mod:`ncl.plots`
+(arrays → matplotlib Figures) and saved (:func:`make_figures`)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ncl import plots
+from ncl.artifacts import CONFIG_FILE, load_diagnostics_npz, write_json
+from ncl.progress import Log
+from ncl.regimes import REGIME_SHORT, classify_regimes
+
+
+def _pick(arrays, estimator):
+    if estimator == "rb":
+        return (arrays["diag_sigma_rb"], arrays["diag_sigma_rb_err"], arrays["diag_tau_rb"],
+                arrays["diag_tau_rb_err"])
+    return (arrays["diag_sigma_counts"], arrays["diag_sigma_counts_err"],
+            arrays["diag_tau_counts"], arrays["diag_tau_counts_err"])
+
+
+def self_transition_err_counts(transition_counts) -> np.ndarray:
+    """Standard error of ``Tr(M_counts)/L`` from the transition counts ``(..., L, L)``.
+
+    The hidden process is a Markov chain, so given the visits ``n_z`` the row counts are
+    multinomial: ``SE = sqrt(Σ_z M_zz (1 − M_zz) / n_z) / L``.
+    """
+    c = np.asarray(transition_counts, np.float64)
+    n = c.sum(-1)
+    L = c.shape[-1]
+    mzz = np.diagonal(c, axis1=-2, axis2=-1) / np.maximum(n, 1)
+    var = np.where(n > 0, mzz * (1 - mzz) / np.maximum(n, 1), 0.0)
+    return np.sqrt(var.sum(-1)) / L
+
+
+def make_figures(out_dir, estimator: str = "rb", log=None,
+                 formats: Sequence[str] = ("png", "pdf"), regimes=None) -> list[Path]:
+    """Figs. 2–4 from ``out_dir/diagnostics.npz`` (no JAX computation). Returns paths
+    and records the time in ``out_dir/config.json`` (``timings.figures_seconds``).
+    ``regimes``: the regime of each model (default: :func:`ncl.regimes.classify_regimes`
+    of the final log-likelihoods and σ_RB, as in the report's ``regime_labels``)."""
+    log = log or Log(True)
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    A = load_diagnostics_npz(out_dir)
+    seeds = A["seeds"]
+    L = int(A["n_hidden"])
+    sig, sig_err, tau, tau_err = _pick(A, estimator)
+    if regimes is None:
+        regimes, _ = classify_regimes(A["diag_loglik"], A["diag_sigma_rb"])
+    regimes = np.asarray(regimes)
+    name = plots.ESTIMATOR_NAMES[estimator]
+    paths = []
+
+    llh = A.get("hist_loglik_precise")
+    ll_label = "precise: exact given the epoch's p̄, all data"
+    if llh is None or not np.isfinite(llh).any():
+        llh, ll_label = A["hist_loglik"], "on-the-fly minibatch estimate, App. A3"
+    sgh = A.get(f"hist_sigma_{estimator}")
+    if sgh is None:
+        sgh = np.full_like(llh, np.nan)
+    log("figures: fig2 ...")
+    fig = plots.figure2(
+        llh, sgh, A["diag_loglik"], sig, A["diag_loglik_err"], sig_err, seeds=seeds,
+        estimator=estimator, regimes=regimes, regime_names=REGIME_SHORT,
+        caption=(f"(a, b) per-epoch values monitored on the training chain (σ from its "
+                 f"{name} M). (c) and the colours: final values from the diagnostics "
+                 f"(long chains; jackknife error bars). Markers: regimes, grouped by 1-D "
+                 f"k-means of the final log-likelihood (see REPORT.md)."))
+    paths += plots.save_figure(fig, out_dir / "fig2", formats)
+
+    log("figures: fig3 ...")
+    runs = []
+    for j, tag in enumerate(("(a) best run (highest final log-likelihood)",
+                             "(b) worst run (lowest final log-likelihood)")):
+        i = int(A["fig3_index"][j])
+        M = (np.exp(A["diag_log_M_rb"][i]) if estimator == "rb" else A["diag_M_counts"][i])
+        ud = A.get("diag_unit_digit")
+        kl = A.get("diag_kl")
+        title = (f"{tag}: seed {int(seeds[i])}, log-likelihood {A['diag_loglik'][i]:.2f} "
+                 f"nats/image, σ = {sig[i]:.3g} ± {sig_err[i]:.2g} ({estimator}), "
+                 f"τ = {tau[i]:.3g}")
+        if kl is not None:
+            title += f", KL = {kl[i]:.3g}"
+        runs.append(dict(w=A["fig3_w"][j], wbar=A["fig3_wbar"][j], abar=A["fig3_abar"][j],
+                         p_bar=A["diag_p_bar"][i], M=M,
+                         unit_digit=None if ud is None else ud[i],
+                         mean_images=A["fig3_mean_images"][j], samples=A["fig3_samples"][j],
+                         z=A["fig3_z"][j], title=title))
+    fig = plots.figure3(runs, estimator=estimator)
+    paths += plots.save_figure(fig, out_dir / "fig3", formats)
+
+    log("figures: fig4 ...")
+    st_c = A["diag_self_transition_counts"]
+    st_rb = A["diag_self_transition_rb"]
+    kl = A.get("diag_kl")
+    fig = plots.figure4(
+        sig, kl if kl is not None else np.full(sig.shape, np.nan), tau, st_c,
+        sigma_err=sig_err, kl_err=A.get("diag_kl_err"), tau_err=tau_err,
+        self_transition_err=(A["diag_self_transition_counts_err"]
+                             if "diag_self_transition_counts_err" in A
+                             else self_transition_err_counts(A["diag_transition_counts"])),
+        self_transition_alt=st_rb, alt_label="Tr(M)/L, Rao–Blackwellised M",
+        n_hidden=L, estimator=estimator, regimes=regimes, regime_names=REGIME_SHORT,
+        caption=("(a) KL of eq. (22), P_e floored at 1e-3 (values below 1e-6 drawn at 1e-6); (b) τ = −1/ln|λ₂| of the "
+                 f"{name} M; (c) dots: count estimate of Tr(M)/L with "
+                 f"{'jackknife' if 'diag_self_transition_counts_err' in A else 'multinomial'} "
+                 "error bars, crosses: Rao–Blackwellised M; dashed: 1/L. Error bars: jackknife "
+                 "over chains / RB batches."))
+    paths += plots.save_figure(fig, out_dir / "fig4", formats)
+    dt = time.perf_counter() - t0
+    cfg_path = out_dir / CONFIG_FILE
+    if cfg_path.exists():
+        cfg = json.loads(cfg_path.read_text())
+        cfg.setdefault("timings", {})["figures_seconds"] = dt
+        write_json(cfg_path, cfg)
+    log(f"figures: {len(paths)} files written in {dt:.1f} s")
+    return paths
