@@ -6,15 +6,16 @@ Measured in one run on this machine:
   subprocess; 36 seeds x 120 epochs x 30 steps, minibatch 16 -> 160, T = 48, L = 6 one-hot,
   D = 784), monitor off by default, since the peers compute only the training step
   (``--monitor`` includes the in-program sigma / log-likelihood per epoch);
-* the per-seed NumPy reference loop (``bench_train.numpy_seconds_per_seed_step``:
-  ``benchmarks/numpy_reference.py`` at N = 16 / 88 / 160, averaged over the protocol's
-  schedule);
+* the per-seed NumPy reference loop (``bench_train.numpy_seconds_per_seed_step``, through
+  ``bench_train.py --numpy-only``: ``benchmarks/numpy_reference.py`` at N = 16 / 88 / 160,
+  averaged over the protocol's schedule);
 * (a) the NumPy peer batched over seeds and (b) the PyTorch CPU peer batched over seeds
   (``benchmarks/peers.py``), each timed over ``--peer-steps`` steps at E = ``--seeds``
   seeds and the protocol's mean minibatch N = 88, after its gradient has been checked
   against ``numpy_reference.two_step_gradient`` seed by seed on fixed chain samples at the
-  same sizes, in float64 and in float32 (the run stops if a check fails); torch is timed
-  with one intra-op thread and with its default (``--torch-threads``).
+  same sizes, in float64 and in float32 (the run stops if a check fails). The NumPy cases
+  run in subprocesses with OpenBLAS on one thread and on its default; torch is timed with
+  one intra-op thread and with its default (``--torch-threads``).
 
 Prints seconds per seed-step, seed-steps per second and the ratios to ncl, and the load
 average at start and end.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,6 +51,20 @@ def _load_avg():
         return tuple(round(v, 2) for v in os.getloadavg())
     except OSError:
         return None
+
+
+def _in_subprocess(script, argv, tag, blas_threads):
+    """Run ``script argv`` with OpenBLAS/OpenMP limited to ``blas_threads`` (None: their
+    default) and return the JSON printed after ``tag``."""
+    env = dict(os.environ)
+    if blas_threads:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(blas_threads)
+    proc = subprocess.run([sys.executable, str(script), *map(str, argv)], capture_output=True,
+                          text=True, env=env, cwd=HERE.parent)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith(tag)][-1]
+    return json.loads(line[len(tag):])
 
 
 def time_peer(peer, name, E, T, N, L, steps, warmup, data, hidden, seed=0):
@@ -101,6 +117,7 @@ def main(argv=None):
                         "at ('default' = torch's own choice); under load one thread is faster")
     p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", default=None)
+    p.add_argument("--numpy-peer-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.peer_steps, args.numpy_steps, args.warmup = 2, 3, 3, 1
@@ -108,6 +125,11 @@ def main(argv=None):
     from ncl.data import load_paper_data
     x, _ = load_paper_data()
     data = np.asarray(x, np.float32)
+    if args.numpy_peer_only:  # child: time the NumPy peer under the caller's BLAS threads
+        r = time_peer(peers, "numpy", args.seeds, args.T, args.N, args.L, args.peer_steps,
+                      args.warmup, data, args.hidden)
+        print("PEER" + json.dumps(r))
+        return
 
     load0 = _load_avg()
     print(f"# bench_peers: {os.cpu_count()} CPU cores, load average at start {load0}")
@@ -136,36 +158,47 @@ def main(argv=None):
     if not have_torch:
         print("torch not installed: pip install -e '.[bench]'")
 
-    # peers, batched over seeds
+    # peers, batched over seeds; NumPy (peer and reference) in subprocesses with BLAS on one
+    # thread and on its default, as bench_train times the reference (under load, fewer
+    # threads can be faster)
     timed = []  # (row name, peer)
-    for name in names:
-        settings = [None]
-        if name == "torch":
-            import torch
-            default_threads = torch.get_num_threads()
-            settings = [default_threads if t.strip() == "default" else int(t)
-                        for t in args.torch_threads.split(",")]
-            settings = list(dict.fromkeys(settings))  # "1,default" on one core: once
-        for threads in settings:
-            if name == "torch":
-                torch.set_num_threads(threads)
-            r = time_peer(peers, name, args.seeds, args.T, args.N, args.L,
+    blas = [("1 thread", 1), ("default threads", None)]
+    for label, threads in blas:
+        r = _in_subprocess(Path(__file__), ["--numpy-peer-only", "--seeds", args.seeds,
+                                            "--peer-steps", args.peer_steps, "--warmup",
+                                            args.warmup, "--N", args.N, "--T", args.T,
+                                            "--L", args.L, "--hidden", args.hidden],
+                           "PEER", threads)
+        rows[f"numpy peer, batched (BLAS {label})"] = r
+        timed.append((f"numpy peer, batched (BLAS {label})", "numpy"))
+    if have_torch:
+        import torch
+        default_threads = torch.get_num_threads()
+        settings = [default_threads if t.strip() == "default" else int(t)
+                    for t in args.torch_threads.split(",")]
+        for threads in dict.fromkeys(settings):  # "1,default" on one core: once
+            torch.set_num_threads(threads)
+            r = time_peer(peers, "torch", args.seeds, args.T, args.N, args.L,
                           args.peer_steps, args.warmup, data, args.hidden)
-            row = f"{name} peer (batched over seeds)"
-            if name == "torch":
-                r["torch"], r["threads"] = torch.__version__, torch.get_num_threads()
-                plural = "s" if r["threads"] > 1 else ""
-                row = f"torch peer, batched ({r['threads']} thread{plural})"
-                torch.set_num_threads(default_threads)
+            r["torch"], r["threads"] = torch.__version__, torch.get_num_threads()
+            torch.set_num_threads(default_threads)
+            plural = "s" if r["threads"] > 1 else ""
+            row = f"torch peer, batched ({r['threads']} thread{plural})"
             rows[row] = r
-            timed.append((row, name))
+            timed.append((row, "torch"))
 
-    # the per-seed NumPy reference loop (bench_train's timing, reused)
-    ref = bench_train.numpy_seconds_per_seed_step(args.numpy_steps, args.numpy_seeds,
-                                                  args.epochs)
-    rows["NumPy reference (per-seed loop)"] = {
-        "seconds_per_seed_step": ref["protocol_mean_s"], "per_N": ref["per_N"],
-        "mean_batch": ref["mean_batch"]}
+    # the per-seed NumPy reference loop (bench_train's timing, reused through its
+    # --numpy-only child, at both BLAS settings)
+    refs = []
+    for label, threads in blas:
+        ref = _in_subprocess(HERE / "bench_train.py",
+                             ["--numpy-only", "--numpy-steps", args.numpy_steps,
+                              "--numpy-seeds", args.numpy_seeds, "--epochs", args.epochs],
+                             "NUMPY", threads)
+        ref["per_N"] = {int(k): v for k, v in ref["per_N"].items()}  # JSON keys are strings
+        row = f"NumPy reference, per seed (BLAS {label})"
+        rows[row] = {"seconds_per_seed_step": ref["protocol_mean_s"], **ref}
+        refs.append(row)
 
     # ncl JAX (bench_train's subprocess, reused)
     j = bench_train.jax_case(args.seeds, args.epochs, args.cpu_devices, monitor=args.monitor)
@@ -176,19 +209,21 @@ def main(argv=None):
     print(f"ncl JAX: compile {j['compile_s']:.2f} s, run {j['run_s']:.2f} s for "
           f"{j['seed_steps']} seed-steps, median final loglik {j['final_loglik_median']:.2f}, "
           f"finite {j['finite']}")
-    print(f"NumPy reference per-seed loop: {1e3 * ref['per_N'][16]:.3f} / "
-          f"{1e3 * ref['per_N'][88]:.3f} / {1e3 * ref['per_N'][160]:.3f} ms per seed-step at "
-          f"N = 16 / 88 / 160 ({args.numpy_seeds} seeds x {args.numpy_steps} steps each)")
+    for row in refs:
+        ref = rows[row]
+        print(f"{row}: {1e3 * ref['per_N'][16]:.3f} / {1e3 * ref['per_N'][88]:.3f} / "
+              f"{1e3 * ref['per_N'][160]:.3f} ms per seed-step at N = 16 / 88 / 160 "
+              f"({args.numpy_seeds} seeds x {args.numpy_steps} steps each)")
     for row, name in timed:
         r = rows[row]
         extra = f", torch {r['torch']}" if name == "torch" else ""
         print(f"{row}: {r['steps']} steps x {r['seeds']} seeds in {r['wall_s']:.2f} s, "
               f"last-step median loglik {r['last_loglik_median']:.2f}, finite {r['finite']}{extra}")
-    print(f"{'implementation':34s} {'ms/seed-step':>12s} {'seed-steps/s':>13s} "
+    print(f"{'implementation':48s} {'ms/seed-step':>12s} {'seed-steps/s':>13s} "
           f"{'vs ncl (throughput)':>20s} {'ncl speed-up':>13s}")
-    for row in ["ncl JAX", "NumPy reference (per-seed loop)", *(r for r, _ in timed)]:
+    for row in ["ncl JAX", *refs, *(r for r, _ in timed)]:
         s = rows[row]["seconds_per_seed_step"]
-        print(f"{row:34s} {1e3 * s:12.4f} {1 / s:13.0f} {base / s:20.3f} {s / base:12.1f}x")
+        print(f"{row:48s} {1e3 * s:12.4f} {1 / s:13.0f} {base / s:20.3f} {s / base:12.1f}x")
     load1 = _load_avg()
     print(f"# load average at end {load1}")
     out.update(rows=rows, load_average_end=load1)
