@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from ncl import classifier as clf
-from ncl import diagnostics as dg
+from ncl import fidelity
 from ncl.data import load_paper_data
 from ncl.model import ModelConfig, init_params
 from ncl.training import TrainConfig
@@ -61,7 +61,7 @@ def main(argv=None):
         ll, pi, mu = em(x, 1 / (1 + np.exp(-w.T)), a.iters)
         uc = np.asarray(clf.predict(C, mu.astype(np.float32)))
         pe = np.bincount(uc, weights=pi, minlength=3)
-        kl = float(dg.class_fidelity_kl(pe.astype(np.float32), p_data.astype(np.float32)))
+        kl = float(fidelity.class_fidelity_kl(pe.astype(np.float32), p_data.astype(np.float32)))
         rows.append(dict(seed=seed, loglik=ll, kl=kl, pi=" ".join(f"{v:.3f}" for v in pi)))
         print(seed, f"{ll:.3f}", f"{kl:.4f}", rows[-1]["pi"], flush=True)
     with open(a.out, "w", newline="") as f:

@@ -17,7 +17,7 @@ Sizes as in :mod:`ncl.model` (``C`` chains, ``G`` jackknife groups, ``K`` RB sam
 * :func:`hidden_trajectory` — long chain, recording only hidden-state indices;
 * :func:`rao_blackwell_log_transition_matrix` — ``log M[z', z] = log mean_k Ā(x_k, z)``,
   ``x_k ~ A(z', ·)``, accumulated with logsumexp;
-* :func:`unit_classes`, :func:`class_distribution`, :func:`class_fidelity_kl` (eq. 22).
+* the class fidelity of eq. (22) comes from :mod:`ncl.fidelity`.
 
 Error bars are delete-one-group jackknife standard errors
 (:func:`ncl.markov.jackknife_se`): for count-based quantities the groups are the
@@ -38,6 +38,7 @@ from ncl import _validate as _v
 from ncl import chain as chain_lib
 from ncl import classifier as clf
 from ncl.data import check_data
+from ncl.fidelity import class_distribution, class_fidelity_kl, unit_classes
 from ncl.markov import (_loo_logsumexp, _loo_sum, count_transition_matrix,
                         decorrelation_time, decorrelation_time_from_log, entropy_production,
                         entropy_production_from_log, jackknife_bias_corrected, jackknife_se,
@@ -253,37 +254,6 @@ def rao_blackwell_log_transition_matrix(key: Array, params: Params, center: Arra
 
 # ----------------------------------------------------------------------------- likelihood
 
-# ----------------------------------------------------------------------------- classes (eq. 22)
-
-def unit_classes(params: Params, classifier: clf.ClassifierParams) -> Array:
-    """Class index (0..Q−1) of each one-hot hidden unit: the classifier's prediction for
-    its mean image ``sigmoid(w[:, α] + a)`` → ``(L,)`` int32 (one-hot hidden only)."""
-    mean_images = jax.nn.sigmoid(params.w.T + params.a)   # (L, D)
-    return clf.predict(classifier, mean_images)
-
-
-def class_distribution(p_bar: Array, unit_class: Array, n_classes: int) -> Array:
-    """``P_e(k) = Σ_α p̄(α) [class(α) = k]`` (eq. 22). ``(L,)``, ``(L,)`` → ``(Q,)``."""
-    return jnp.zeros((n_classes,), p_bar.dtype).at[unit_class].add(p_bar)
-
-
-def class_fidelity_kl(p_e: Array, p_data: Array, p_floor: float = 1e-3) -> Array:
-    """``KL(P_D || P_e) = Σ_k P_D(k) ln(P_D(k) / P_e(k))``, eq. (22).
-
-    ``P_e`` is floored at ``p_floor`` and renormalised first, so a class the model never
-    generates costs ``ln(P_D / p_floor)`` instead of infinity. ``(..., Q)`` → ``(...)``.
-    """
-    pe = jnp.maximum(p_e, p_floor)
-    pe = pe / jnp.sum(pe, axis=-1, keepdims=True)
-    pd = jnp.asarray(p_data, pe.dtype)
-    t = jnp.where(pd > 0, pd * (jnp.log(jnp.where(pd > 0, pd, 1.0)) - jnp.log(pe)), 0.0)
-    return jnp.sum(t, axis=-1)
-
-
-# ----------------------------------------------------------------------------- monitor helpers
-
-# ----------------------------------------------------------------------------- jackknife
-
 # ----------------------------------------------------------------------------- diagnose
 
 class Diagnostics(NamedTuple):
@@ -313,6 +283,8 @@ class Diagnostics(NamedTuple):
       currents_counts, currents_rb: ``(S, S)`` antisymmetric probability currents.
       loglik, loglik_err: eqs. (5)/(7) with ``p_bar``, over the whole data set.
       loglik_rb, loglik_rb_err: the same with ``p_bar_rb``.
+      loglik_heldout, loglik_heldout_err, loglik_heldout_rb, loglik_heldout_rb_err: the
+        same two on the held-out images (``None`` when none were given).
       unit_class: ``(L,)`` class index of each hidden unit's mean image (one-hot with a
         classifier, else ``None``); ``unit_digit``: the corresponding digits.
       p_data: ``(Q,)`` class frequencies of the data (uniform if no labels given).
@@ -359,6 +331,10 @@ class Diagnostics(NamedTuple):
     p_e_soft: np.ndarray | None = None
     kl_soft: np.ndarray | None = None
     kl_soft_err: np.ndarray | None = None
+    loglik_heldout: np.ndarray | None = None
+    loglik_heldout_err: np.ndarray | None = None
+    loglik_heldout_rb: np.ndarray | None = None
+    loglik_heldout_rb_err: np.ndarray | None = None
     n_steps: int = 0
     n_chains: int = 0
     rb_samples: int = 0
@@ -368,8 +344,10 @@ class Diagnostics(NamedTuple):
         keys = ("sigma_counts", "sigma_counts_err", "sigma_rb", "sigma_rb_err", "sigma_rb_bc",
                 "tau_counts",
                 "tau_counts_err", "tau_rb", "tau_rb_err", "self_transition_counts",
-                "self_transition_counts_err", "self_transition_rb", "self_transition_rb_err", "loglik", "loglik_err", "loglik_rb", "loglik_rb_err",
-                "kl", "kl_err", "kl_soft", "kl_soft_err")
+                "self_transition_counts_err", "self_transition_rb", "self_transition_rb_err",
+                "loglik", "loglik_err", "loglik_rb", "loglik_rb_err", "kl", "kl_err",
+                "kl_soft", "kl_soft_err", "loglik_heldout", "loglik_heldout_err",
+                "loglik_heldout_rb", "loglik_heldout_rb_err")
         out = {}
         for k in keys:
             v = getattr(self, k)
@@ -405,9 +383,11 @@ class _Estimates(NamedTuple):
     unit_class: Array | None = None    # (L,) class of each one-hot unit
     pe_all: Array | None = None        # (G+1, Q) hard P_e
     kl_all: Array | None = None        # (G+1,) its KL
+    llh_c_all: Array | None = None     # (G+1,) eq. (5) on the held-out images, counts p̄
+    llh_rb_all: Array | None = None    # (G+1,) the same with the RB p̄
 
 
-def _core(key, params, center, data, p_data, classifier, config: ModelConfig,
+def _core(key, params, center, data, p_data, classifier, heldout, config: ModelConfig,
           dcfg: DiagnosticsConfig) -> _Estimates:
     """Everything jittable for one model (see :class:`_Estimates`)."""
     S = config.n_states
@@ -448,6 +428,11 @@ def _core(key, params, center, data, p_data, classifier, config: ModelConfig,
         cur_rb=probability_currents_from_log(lp_rb_all[0], lM_all[0]),
         st_c_all=jax.vmap(mean_self_transition)(M_all),
         st_rb_all=jax.vmap(mean_self_transition)(jnp.exp(lM_all)))
+    if heldout is not None:
+        llh = log_likelihood_given_occupancy(params, heldout,
+                                             jnp.concatenate([lp_counts, lp_rb_all]), config,
+                                             dcfg.loglik_chunk)
+        out = out._replace(llh_c_all=llh[:C + 1], llh_rb_all=llh[C + 1:])
     if classifier is not None:
         Q = classifier.b.shape[-1]
         cls_probs = cls_sums / (G * per)                                   # (S, Q)
@@ -467,12 +452,13 @@ def _compiled(config: ModelConfig, dcfg: DiagnosticsConfig, ensemble: bool,
               member_batch: int | None = None):
     fn = functools.partial(_core, config=config, dcfg=dcfg)
     if ensemble and member_batch is None:
-        fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))
+        fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None, None))
     elif ensemble:
         one = fn
 
-        def fn(keys, params, centers, data, p_data, classifier):
-            return jax.lax.map(lambda m: one(m[0], m[1], m[2], data, p_data, classifier),
+        def fn(keys, params, centers, data, p_data, classifier, heldout):
+            return jax.lax.map(lambda m: one(m[0], m[1], m[2], data, p_data, classifier,
+                                             heldout),
                                (keys, params, centers),
                                batch_size=None if member_batch == 1 else member_batch)
     return jax.jit(fn)
@@ -498,6 +484,10 @@ def _finalize(out: _Estimates, classifier, p_data, dcfg: DiagnosticsConfig) -> D
     sig_rb_bc = jackknife_bias_corrected(sig_rb_all[..., 0], sig_rb_all[..., 1:])
     ll_c, ll_c_err = scal("ll_c_all")
     ll_rb, ll_rb_err = scal("ll_rb_all")
+    held = {}
+    if "llh_c_all" in o:
+        held["loglik_heldout"], held["loglik_heldout_err"] = scal("llh_c_all")
+        held["loglik_heldout_rb"], held["loglik_heldout_rb_err"] = scal("llh_rb_all")
     tau_c_all = np.moveaxis(decorrelation_time(o["M_all"]), lead, -1)
     tau_rb_all = np.moveaxis(decorrelation_time_from_log(o["lM_all"]), lead, -1)
     st_c, st_c_err = scal("st_c_all")
@@ -521,7 +511,7 @@ def _finalize(out: _Estimates, classifier, p_data, dcfg: DiagnosticsConfig) -> D
         self_transition_rb_err=st_rb_err, currents_counts=o["cur_c"], currents_rb=o["cur_rb"],
         loglik=ll_c, loglik_err=ll_c_err, loglik_rb=ll_rb, loglik_rb_err=ll_rb_err,
         n_steps=dcfg.steps_per_chain * dcfg.n_chains, n_chains=dcfg.n_chains,
-        rb_samples=dcfg.rb_per_group * dcfg.n_chains)
+        rb_samples=dcfg.rb_per_group * dcfg.n_chains, **held)
     if classifier is not None:
         res["p_data"] = np.asarray(p_data)
         res["p_e_soft"] = first("pe_soft_all")
@@ -532,6 +522,16 @@ def _finalize(out: _Estimates, classifier, p_data, dcfg: DiagnosticsConfig) -> D
             res["p_e"] = first("pe_all")
             res["kl"], res["kl_err"] = scal("kl_all")
     return Diagnostics(**res)
+
+
+def _prepare_heldout(heldout, data):
+    if heldout is None:
+        return None
+    heldout = check_data(heldout, "heldout")
+    if heldout.shape[1] != data.shape[1]:
+        raise ValueError(f"heldout has {heldout.shape[1]} pixels per image, the data "
+                         f"{data.shape[1]}; pass held-out images of the same size")
+    return jnp.asarray(heldout)
 
 
 def _prepare(config, data, labels, classifier, dcfg):
@@ -560,7 +560,7 @@ def _prepare(config, data, labels, classifier, dcfg):
 
 def diagnose(key: Array, params: Params, center: Array, config: ModelConfig, data,
              dcfg: DiagnosticsConfig = DiagnosticsConfig(), labels=None,
-             classifier: clf.ClassifierParams | None = None) -> Diagnostics:
+             classifier: clf.ClassifierParams | None = None, heldout=None) -> Diagnostics:
     """All diagnostics of Sect. IV B for ONE model.
 
     ``n_chains`` independent chains start from random data points, run ``burn_in`` double
@@ -578,20 +578,24 @@ def diagnose(key: Array, params: Params, center: Array, config: ModelConfig, dat
       labels: ``(N,)`` digit labels of ``data`` (for ``P_D`` of eq. 22; uniform over the
         classifier's classes if omitted).
       classifier: :class:`ncl.classifier.ClassifierParams` to compute the KL of eq. (22).
+      heldout: ``(N_H, D)`` binary held-out images (e.g.
+        :func:`ncl.data.load_heldout_data`): adds the exact log-likelihood given p̄ on
+        them (``Diagnostics.loglik_heldout``), with the same jackknife error.
     Returns:
       :class:`Diagnostics`.
     """
     data_j, p_data = _prepare(config, data, labels, classifier, dcfg)
+    held_j = _prepare_heldout(heldout, data_j)
     _check_model_inputs(params, center, config, data_j.shape[1])
     out = _compiled(config, dcfg, False)(key, params, jnp.asarray(center, jnp.float32),
-                                         data_j, p_data, classifier)
+                                         data_j, p_data, classifier, held_j)
     return _finalize(out, classifier, p_data, dcfg)
 
 
 def diagnose_ensemble(key: Array, state_params: Params, centers: Array, config: ModelConfig,
                       data, dcfg: DiagnosticsConfig = DiagnosticsConfig(), labels=None,
                       classifier: clf.ClassifierParams | None = None,
-                      member_batch: int | str | None = "auto") -> Diagnostics:
+                      member_batch: int | str | None = "auto", heldout=None) -> Diagnostics:
     """:func:`diagnose` for an ensemble: one compiled program over all members.
 
     Member ``i`` uses ``jax.random.split(key, E)[i]`` and equals
@@ -613,6 +617,7 @@ def diagnose_ensemble(key: Array, state_params: Params, centers: Array, config: 
       :class:`Diagnostics` whose array fields have a leading ``(E,)`` axis.
     """
     data_j, p_data = _prepare(config, data, labels, classifier, dcfg)
+    held_j = _prepare_heldout(heldout, data_j)
     _check_model_inputs(state_params, centers, config, data_j.shape[1], n_members=-1)
     E = state_params.w.shape[0]
     if isinstance(member_batch, str) and member_batch == "auto":
@@ -623,5 +628,6 @@ def diagnose_ensemble(key: Array, state_params: Params, centers: Array, config: 
                          f"got {member_batch!r}")
     keys = jax.random.split(key, E)
     out = _compiled(config, dcfg, True, member_batch)(
-        keys, state_params, jnp.asarray(centers, jnp.float32), data_j, p_data, classifier)
+        keys, state_params, jnp.asarray(centers, jnp.float32), data_j, p_data, classifier,
+        held_j)
     return _finalize(out, classifier, p_data, dcfg)

@@ -8,6 +8,7 @@ import pytest
 
 from ncl import classifier as clf
 from ncl import diagnostics as dg
+from ncl import fidelity
 from ncl.model import ModelConfig, Params
 
 DIGITS = (0, 1, 2)
@@ -92,27 +93,27 @@ def test_kl_zero_for_one_unit_per_class_and_uniform_occupancy(default_clf, paper
     x, y = paper_data
     for per_class in (1, 2):
         model = class_mean_model(x, y, per_class=per_class)
-        uc = np.asarray(dg.unit_classes(model, params_c))
+        uc = np.asarray(fidelity.unit_classes(model, params_c))
         assert uc.tolist() == np.repeat([0, 1, 2], per_class).tolist()
         L = 3 * per_class
-        p_e = dg.class_distribution(jnp.full((L,), 1.0 / L), jnp.asarray(uc), 3)
+        p_e = fidelity.class_distribution(jnp.full((L,), 1.0 / L), jnp.asarray(uc), 3)
         np.testing.assert_allclose(p_e, 1 / 3, atol=1e-6)
-        assert float(dg.class_fidelity_kl(p_e, jnp.full(3, 1 / 3))) == pytest.approx(0, abs=1e-6)
+        assert float(fidelity.class_fidelity_kl(p_e, jnp.full(3, 1 / 3))) == pytest.approx(0, abs=1e-6)
 
 
 def test_kl_collapsed_model_closed_form(default_clf, paper_data):
     params_c, _ = default_clf
     x, y = paper_data
     model = class_mean_model(x, y)
-    uc = dg.unit_classes(model, params_c)
-    p_e = dg.class_distribution(jnp.array([1.0, 0.0, 0.0]), uc, 3)   # only digit 0
+    uc = fidelity.unit_classes(model, params_c)
+    p_e = fidelity.class_distribution(jnp.array([1.0, 0.0, 0.0]), uc, 3)   # only digit 0
     f = 1e-3
     # P_e floored at f and renormalised: (1, f, f)/(1 + 2f)
     expected = -math.log(3) + math.log(1 + 2 * f) - (2 / 3) * math.log(f)
-    kl = float(dg.class_fidelity_kl(p_e, jnp.full(3, 1 / 3), f))
+    kl = float(fidelity.class_fidelity_kl(p_e, jnp.full(3, 1 / 3), f))
     assert kl == pytest.approx(expected, rel=1e-5)
     # with P_D = (1/2, 1/2, 0): zero-probability data classes contribute nothing
-    kl2 = float(dg.class_fidelity_kl(jnp.array([0.5, 0.5, 0.0]), jnp.array([0.5, 0.5, 0.0])))
+    kl2 = float(fidelity.class_fidelity_kl(jnp.array([0.5, 0.5, 0.0]), jnp.array([0.5, 0.5, 0.0])))
     assert kl2 == pytest.approx(-math.log(1 / (1 + f)), abs=1e-6)
 
 
@@ -131,7 +132,7 @@ def test_diagnose_with_classifier(default_clf, paper_data):
     assert r.unit_digit.tolist() == [0, 1, 2]
     np.testing.assert_allclose(r.p_data, 1 / 3, atol=1e-6)
     np.testing.assert_allclose(r.p_e, r.p_bar, atol=1e-6)   # one unit per class
-    assert r.kl == pytest.approx(float(dg.class_fidelity_kl(r.p_e, r.p_data)), abs=1e-6)
+    assert r.kl == pytest.approx(float(fidelity.class_fidelity_kl(r.p_e, r.p_data)), abs=1e-6)
     np.testing.assert_allclose(r.p_e_soft.sum(), 1.0, atol=1e-5)
     # sampled images of unit α are mostly classified as digit α
     np.testing.assert_allclose(r.p_e_soft, r.p_bar, atol=0.1)
@@ -160,5 +161,5 @@ def test_soft_kl_applies_to_binary_hidden_units(default_clf, paper_data):
     assert r.p_e_soft.shape == (3,) and r.p_e_soft.sum() == pytest.approx(1.0, abs=1e-5)
     # states 00, 10, 01 generate digits 0, 1, 2 (each ≥ 1/4); 11 adds a mixture
     assert np.all(r.p_e_soft > 0.2)
-    assert r.kl_soft == pytest.approx(float(dg.class_fidelity_kl(r.p_e_soft, r.p_data)),
+    assert r.kl_soft == pytest.approx(float(fidelity.class_fidelity_kl(r.p_e_soft, r.p_data)),
                                       abs=1e-6)
