@@ -1,6 +1,7 @@
 """Figs. 2–4 of a reproduction from its ``diagnostics.npz``: the arrays each figure needs,
-assembled from the file's schema (:mod:`ncl.artifacts`), drawn by :mod:`ncl.plots`
-(arrays → matplotlib Figures) and saved (:func:`make_figures`)."""
+assembled from the file's schema (:mod:`ncl.artifacts`; Fig. 3's runs and samples by
+:func:`fig3_arrays`), drawn by :mod:`ncl.plots` (arrays → matplotlib Figures) and saved
+(:func:`make_figures`)."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,27 @@ from ncl import plots
 from ncl.artifacts import CONFIG_FILE, load_diagnostics_npz, write_json
 from ncl.progress import Log
 from ncl.regimes import REGIME_SHORT, classify_regimes
+from ncl.sampling import sample_sequence
+
+
+def fig3_arrays(key, params, centers, config, x, diag_loglik, seeds) -> dict:
+    """Params and a sampled sequence of the best and the worst run (by final LL)."""
+    import jax
+    ll = np.asarray(diag_loglik, np.float64)
+    ll = np.where(np.isfinite(ll), ll, -np.inf)
+    best, worst = int(np.argmax(ll)), int(np.argmin(ll))
+    which = [best, worst]
+    out = {"fig3_index": np.array(which), "fig3_seed": np.asarray(seeds)[which]}
+    keys = jax.random.split(key, 2 * len(which))
+    k_x0, k_seq = keys[:len(which)], keys[len(which):]
+    x0 = np.stack([x[int(jax.random.randint(k, (), 0, x.shape[0]))] for k in k_x0])
+    sub = jax.tree_util.tree_map(lambda a: a[np.asarray(which)], params)
+    seq = sample_sequence(k_seq, sub, np.asarray(centers)[which], config, x0)
+    for name in ("z", "mean_images", "samples"):
+        out[f"fig3_{name}"] = seq[name]
+    for name in ("w", "a", "wbar", "abar"):
+        out[f"fig3_{name}"] = np.asarray(getattr(params, name))[which]
+    return out
 
 
 def _pick(arrays, estimator):

@@ -36,7 +36,7 @@ from ncl import _validate as _v
 from ncl.artifacts import (CONFIG_FILE, DIAGNOSTICS_FILE, ENSEMBLE_DIR, METRICS_FILE,
                            REPORT_FILE, diagnostics_arrays, history_arrays, write_json)
 from ncl.diagnostics import DiagnosticsConfig
-from ncl.figures import make_figures
+from ncl.figures import fig3_arrays, make_figures
 from ncl.progress import EpochProgress, Log
 from ncl.report import analyse, metrics_rows, write_metrics_csv, write_report
 from ncl.training import TrainConfig
@@ -59,57 +59,6 @@ def quick_protocol() -> tuple[TrainConfig, DiagnosticsConfig]:
     diag = DiagnosticsConfig(burn_in=50, n_steps=1600, n_chains=4, rb_samples=200,
                              segment=50, rb_chunk=100)
     return train, diag
-
-
-# ----------------------------------------------------------------------------- sampling
-
-def _sequence_core(key, params, center, x0, config, burn_in: int, n_steps: int):
-    import jax
-    from ncl import chain as chain_lib
-    from ncl.model import hidden_state_index, visible_logits
-    k_burn, k_rec = jax.random.split(key)
-    state = chain_lib.init(x0[None])
-    if burn_in > 0:
-        state, _ = chain_lib.run_segments(k_burn, state, params, center, config, burn_in)
-    _, traj = chain_lib.run_segments(k_rec, state, params, center, config, n_steps + 1,
-                                     record=lambda traj: traj)
-    z_prev = traj.z[:-1, 0]                                   # z(t−1), (n, L)
-    mean = jax.nn.sigmoid(visible_logits(params, z_prev))     # (n, D)
-    return hidden_state_index(z_prev, config), mean, traj.x[1:, 0]
-
-
-_SEQUENCE_FNS: dict = {}
-
-
-def _sequence_fn(config, burn_in: int, n_steps: int, batched: bool):
-    import functools
-
-    import jax
-    k = (config, burn_in, n_steps, batched)
-    if k not in _SEQUENCE_FNS:
-        fn = functools.partial(_sequence_core, config=config, burn_in=burn_in,
-                               n_steps=n_steps)
-        _SEQUENCE_FNS[k] = jax.jit(jax.vmap(fn) if batched else fn)
-    return _SEQUENCE_FNS[k]
-
-
-def sample_sequence(key, params, center, config, x0, burn_in: int = 200,
-                    n_steps: int = 16) -> dict:
-    """A sampled hidden trajectory and its images for Fig. 3 (one model).
-
-    Starts the chain at the data point ``x0 (D,)``, runs ``burn_in`` double steps, then
-    ``n_steps + 1`` more with :func:`ncl.chain.sample_chain` (explicit ``key``; one
-    jit-compiled program). With a leading member axis on ``key``, ``params``, ``center``
-    and ``x0`` it samples every member at once. Returns NumPy arrays ``z (n,)`` — the
-    hidden states ``z(t−1)`` —, ``mean_images (n, D)`` — ``⟨x(t)⟩ = sigmoid(w z(t−1) +
-    a)`` — and ``samples (n, D)`` — the sampled ``x(t)`` (each with the member axis
-    first when batched).
-    """
-    import jax.numpy as jnp
-    x0 = jnp.asarray(x0, jnp.float32)
-    fn = _sequence_fn(config, int(burn_in), int(n_steps), x0.ndim == 2)
-    z, mean, x = fn(key, params, jnp.asarray(center, jnp.float32), x0)
-    return dict(z=np.asarray(z), mean_images=np.asarray(mean), samples=np.asarray(x))
 
 
 # ----------------------------------------------------------------------------- timings
@@ -176,26 +125,6 @@ def _classifier_for(digits, log):
         return None
 
 
-def _fig3_arrays(key, params, centers, config, x, diag_loglik, seeds) -> dict:
-    """Params and a sampled sequence of the best and the worst run (by final LL)."""
-    import jax
-    ll = np.asarray(diag_loglik, np.float64)
-    ll = np.where(np.isfinite(ll), ll, -np.inf)
-    best, worst = int(np.argmax(ll)), int(np.argmin(ll))
-    which = [best, worst]
-    out = {"fig3_index": np.array(which), "fig3_seed": np.asarray(seeds)[which]}
-    keys = jax.random.split(key, 2 * len(which))
-    k_x0, k_seq = keys[:len(which)], keys[len(which):]
-    x0 = np.stack([x[int(jax.random.randint(k, (), 0, x.shape[0]))] for k in k_x0])
-    sub = jax.tree_util.tree_map(lambda a: a[np.asarray(which)], params)
-    seq = sample_sequence(k_seq, sub, np.asarray(centers)[which], config, x0)
-    for name in ("z", "mean_images", "samples"):
-        out[f"fig3_{name}"] = seq[name]
-    for name in ("w", "a", "wbar", "abar"):
-        out[f"fig3_{name}"] = np.asarray(getattr(params, name))[which]
-    return out
-
-
 def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainConfig,
                         history, seeds, x, labels, digits, dcfg: DiagnosticsConfig,
                         key_seed: int, log, timings: dict, run_dir: Path | None,
@@ -223,8 +152,8 @@ def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainCo
     arrays = {"seeds": np.asarray(seeds), "n_hidden": np.asarray(train_config.model.n_hidden)}
     arrays.update(diagnostics_arrays(d))
     arrays.update(history_arrays(history))
-    arrays.update(_fig3_arrays(k_fig, params, np.asarray(centers), train_config.model,
-                               np.asarray(x, np.float32), d.loglik, seeds))
+    arrays.update(fig3_arrays(k_fig, params, np.asarray(centers), train_config.model,
+                              np.asarray(x, np.float32), d.loglik, seeds))
     if classifier is not None:
         arrays["classifier_digits"] = np.asarray(classifier.classes)
     np.savez_compressed(out_dir / DIAGNOSTICS_FILE, **arrays)
