@@ -154,7 +154,7 @@ def _exit_after_training(error: str | None, diverged: bool | None = None) -> int
     return EXIT_FAILURE if diverged else EXIT_OK
 
 
-# ----------------------------------------------------------------------------- reproduce / diagnose / figures
+# --------------------------------------------------------------------- reproduce, diagnose, figures
 
 
 def cmd_reproduce(args) -> int:
@@ -173,7 +173,7 @@ def cmd_reproduce(args) -> int:
     try:
         check_enumerable(config.model)
     except ValueError as e:
-        raise UsageError(f"-L/--hidden: {e}")
+        raise UsageError(f"-L/--hidden: {e}") from None
     x, y, info = load_data_from_args(args)
     check_batch_against_data([config], x.shape[0])
     seeds = seeds_from_args(args.first_seed, n_seeds)
@@ -183,7 +183,7 @@ def cmd_reproduce(args) -> int:
     try:
         check_reproduce_out(out, args.overwrite)
     except ValueError as e:
-        raise UsageError(str(e))
+        raise UsageError(str(e)) from None
     check_output_directory(out)
     t0 = time.perf_counter()
     progress = EpochProgress(config.epochs, quiet=args.quiet)
@@ -211,7 +211,7 @@ def cmd_diagnose(args) -> int:
     try:
         check_diagnostics_out(out, args.overwrite)
     except ValueError as e:
-        raise UsageError(f"--out: {e}")
+        raise UsageError(f"--out: {e}") from None
     diagnose_run(run_dir, out, dcfg=dcfg, key_seed=args.key_seed, estimator=args.estimator,
                  figures=not args.no_figures, quiet=args.quiet, overwrite=args.overwrite)
     Log(args.quiet)(f"ncl diagnose: wrote {out}")
@@ -241,7 +241,7 @@ def cmd_sweep(args) -> int:
         seeds = seeds_from_args(args.first_seed, args.seeds)
         members = sweep_lib.expand(base, grid, seeds)
     except (TypeError, ValueError) as e:
-        raise UsageError(f"--grid: {e}")
+        raise UsageError(f"--grid: {e}") from None
     out = Path(args.out)
     if (out / "sweep.csv").exists() and not args.overwrite:
         raise UsageError(f"{out} already holds a sweep; choose another --out or --overwrite")
@@ -294,7 +294,7 @@ def cmd_compare(args) -> int:
             first_seed=args.first_seed, rbm_learning_rates=tuple(args.rbm_lr or ()),
             rbm_exact=args.rbm_exact, diagnostics=dcfg, key_seed=args.key_seed, **over)
     except (TypeError, ValueError) as e:
-        raise UsageError(str(e))
+        raise UsageError(str(e)) from None
     configure_cpu_devices(args.cpu_devices)
     x, y, info = load_data_from_args(args)
     check_output_directory(out)

@@ -312,7 +312,7 @@ def run_comparison(cfg: CompareConfig, data, labels, classifier: clf.ClassifierP
     if classifier is None:
         classifier = clf.load_default_classifier()
     results = []
-    for i, arm in enumerate(cfg.arms()):
+    for arm in cfg.arms():
         log(f"[{arm.name}] training {cfg.n_seeds} seeds ({arm.config.family}, "
             f"gradient {arm.config.gradient}, lr {arm.config.learning_rate:g}, "
             f"{arm.config.epochs} epochs)")

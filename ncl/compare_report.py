@@ -32,9 +32,9 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 
 PER_SEED_COLUMNS = ("loglik", "loglik_err", "loglik_exact", "loglik_chain", "loglik_chain_err",
-                    "kl", "kl_chain", "kl_soft", "sample_kl", "confident", "tau", "tau_counts", "sigma",
-                    "sigma_err", "sigma_bc", "sigma_counts", "self_transition", "loglik_otf_last_epoch",
-                    "finite")
+                    "kl", "kl_chain", "kl_soft", "sample_kl", "confident", "tau", "tau_counts",
+                    "sigma", "sigma_err", "sigma_bc", "sigma_counts", "self_transition",
+                    "loglik_otf_last_epoch", "finite")
 
 
 def _sigma_check(res: ArmResult) -> dict:
@@ -147,7 +147,8 @@ def markdown_report(comp: Comparison) -> str:
         if r.arm.family == "rbm":
             d = np.abs(r.metrics["loglik_chain"] - r.metrics["loglik_exact"])
             lines.append(f"- {r.arm.name}: sigma (RB, jackknife bias-corrected) within 3 "
-                         f"standard errors of 0 for {chk['n_within_3se']}/{chk['n']} seeds (detailed balance); chain "
+                         f"standard errors of 0 for {chk['n_within_3se']}/{chk['n']} seeds "
+                         f"(detailed balance); chain "
                          f"estimate of the log-likelihood vs exact: median |difference| "
                          f"{_fmt(float(np.nanmedian(d)))} nats, max {_fmt(float(np.nanmax(d)))}.")
         else:

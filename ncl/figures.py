@@ -79,10 +79,11 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
     name = plots.ESTIMATOR_NAMES[estimator]
     paths = []
 
+    # the precise per-epoch log-likelihood, else the on-the-fly minibatch estimate (App. A3);
+    # figure2's loglik_label keeps its default either way (as before: unchanged figures)
     llh = A.get("hist_loglik_precise")
-    ll_label = "precise: exact given the epoch's p̄, all data"
     if llh is None or not np.isfinite(llh).any():
-        llh, ll_label = A["hist_loglik"], "on-the-fly minibatch estimate, App. A3"
+        llh = A["hist_loglik"]
     sgh = A.get(f"hist_sigma_{estimator}")
     if sgh is None:
         sgh = np.full_like(llh, np.nan)
@@ -129,7 +130,8 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
                              else self_transition_err_counts(A["diag_transition_counts"])),
         self_transition_alt=st_rb, alt_label="Tr(M)/L, Rao–Blackwellised M",
         n_hidden=L, estimator=estimator, regimes=regimes, regime_names=REGIME_SHORT,
-        caption=("(a) KL of eq. (22), P_e floored at 1e-3 (values below 1e-6 drawn at 1e-6); (b) τ = −1/ln|λ₂| of the "
+        caption=("(a) KL of eq. (22), P_e floored at 1e-3 (values below 1e-6 drawn at 1e-6); "
+                 "(b) τ = −1/ln|λ₂| of the "
                  f"{name} M; (c) dots: count estimate of Tr(M)/L with "
                  f"{'jackknife' if 'diag_self_transition_counts_err' in A else 'multinomial'} "
                  "error bars, crosses: Rao–Blackwellised M; dashed: 1/L. Error bars: jackknife "

@@ -34,14 +34,15 @@ def int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in text.replace(" ", "").split(",") if t != "")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
 
 
 def positive_int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
     return v
@@ -51,7 +52,7 @@ def positive_float(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not (v > 0 and np.isfinite(v)):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {v}")
     return v
@@ -67,13 +68,13 @@ def _read_config_file(path: str) -> dict:
             try:
                 import tomllib
             except ModuleNotFoundError:  # Python 3.10
-                raise UsageError("--config: TOML needs Python >= 3.11; use a JSON file")
+                raise UsageError("--config: TOML needs Python >= 3.11; use a JSON file") from None
             return tomllib.loads(text)
         return json.loads(text)
     except UsageError:
         raise
     except Exception as e:
-        raise UsageError(f"--config: cannot parse {path}: {e}")
+        raise UsageError(f"--config: cannot parse {path}: {e}") from None
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -186,7 +187,7 @@ def config_from_args(args):
     try:
         cfg = TrainConfig.from_dict(base)
     except (TypeError, ValueError) as e:
-        raise UsageError(f"--config: {e}")
+        raise UsageError(f"--config: {e}") from None
     model = {}
     for arg, field in (("hidden_units", "n_hidden"), ("hidden", "hidden"),
                        ("recognition", "recognition")):
@@ -204,7 +205,7 @@ def config_from_args(args):
         new_model = dataclasses.replace(cfg.model, **model) if model else cfg.model
         return dataclasses.replace(cfg, model=new_model, **top)
     except (TypeError, ValueError) as e:
-        raise UsageError(_with_options(str(e), {**model, **top}))
+        raise UsageError(_with_options(str(e), {**model, **top})) from None
 
 
 _OPTION_OF_FIELD = {
@@ -235,7 +236,7 @@ def check_output_directory(out: Path, option: str = "--out") -> None:
             pass
     except OSError as e:
         raise UsageError(f"{option} {out} is not a writable directory ({e.strerror or e}); "
-                         f"choose another {option} or fix its permissions")
+                         f"choose another {option} or fix its permissions") from None
 
 
 def check_no_run_files(out: Path, overwrite: bool, what: str = "a run") -> None:
@@ -267,11 +268,12 @@ def seeds_from_args(first_seed: int, n_seeds: int) -> list[int]:
     try:
         return _validate.seeds("seeds", seeds)
     except (TypeError, ValueError) as e:
-        raise UsageError(f"--first-seed/--seeds: {e}")
+        raise UsageError(f"--first-seed/--seeds: {e}") from None
 
 
 def add_diagnostics_arguments(p: argparse.ArgumentParser, defaults=None) -> None:
-    """Options of :class:`ncl.diagnostics.DiagnosticsConfig` (defaults: docs/model.md, "Diagnostics")."""
+    """Options of :class:`ncl.diagnostics.DiagnosticsConfig` (defaults: docs/model.md,
+    "Diagnostics")."""
     from ncl.diagnostics import DiagnosticsConfig
     d = defaults or DiagnosticsConfig()
     g = p.add_argument_group("diagnostics")
@@ -290,7 +292,8 @@ def add_diagnostics_arguments(p: argparse.ArgumentParser, defaults=None) -> None
 
 
 def dcfg_from_args(args, base=None):
-    """A :class:`DiagnosticsConfig` from ``base`` (default: docs/model.md, "Diagnostics") and the options."""
+    """A :class:`DiagnosticsConfig` from ``base`` (default: docs/model.md, "Diagnostics")
+    and the options."""
     import dataclasses
 
     from ncl.diagnostics import DiagnosticsConfig
@@ -303,7 +306,7 @@ def dcfg_from_args(args, base=None):
     try:
         return dataclasses.replace(base, **over)
     except (TypeError, ValueError) as e:
-        raise UsageError(_with_options(str(e), over))
+        raise UsageError(_with_options(str(e), over)) from None
 
 
 _PROTOCOL_FIELDS = ("epochs", "steps_per_epoch", "chain_length", "learning_rate",
@@ -326,4 +329,4 @@ def quick_train_config(args):
     try:
         return dataclasses.replace(cfg, **over)
     except (TypeError, ValueError) as e:
-        raise UsageError(str(e))
+        raise UsageError(str(e)) from None

@@ -399,7 +399,8 @@ def figure4(sigma, kl, tau, self_transition, *, sigma_err=None, kl_err=None, tau
         tau_plot = np.where(finite, tau, top)
         panel(ax_b, tau_plot, np.where(finite, np.asarray(tau_err if tau_err is not None
                                                           else np.zeros(n), np.float64), 0.0),
-              TAU_LABEL, f"(b) decorrelation time, eq. (23) ({'RB' if estimator == 'rb' else 'counts'} M)")
+              TAU_LABEL, "(b) decorrelation time, eq. (23) "
+              f"({'RB' if estimator == 'rb' else 'counts'} M)")
         if (~finite).any():
             ax_b.scatter(s[~finite], tau_plot[~finite], s=60, marker="^", facecolors="none",
                          edgecolors="r", zorder=3, label="τ = ∞ (periodic), drawn at top")

@@ -68,8 +68,8 @@ def summary_table(history, seeds) -> str:
     ll = np.asarray(history.loglik)[:, -1]
     occ = np.asarray(history.hidden_occupancy)[:, -1]
     lines = ["seed  final loglik(on-the-fly)  hidden occupancy (last epoch)"]
-    for s, l, o in zip(seeds, ll, occ):
-        lines.append(f"{s:4d}  {l:24.2f}  " + " ".join(f"{v:.2f}" for v in o))
+    for s, v_ll, o in zip(seeds, ll, occ):
+        lines.append(f"{s:4d}  {v_ll:24.2f}  " + " ".join(f"{v:.2f}" for v in o))
     lines.append(f"median {np.median(ll):.2f}, min {ll.min():.2f}, max {ll.max():.2f} "
                  f"over {len(seeds)} seeds")
     return "\n".join(lines)

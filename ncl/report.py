@@ -228,7 +228,8 @@ def _timings(summary: dict, cfg: dict) -> list[str]:
               f"CPU cores: {cfg.get('cpu_count')}; training sharded over "
               f"{t.get('train_devices', 'n/a')} XLA CPU device(s); ncl commit "
               f"{cfg.get('provenance', {}).get('git_commit')}, JAX "
-              f"{cfg.get('provenance', {}).get('jax_version')}. Load average (1, 5, 15 min): at start "
+              f"{cfg.get('provenance', {}).get('jax_version')}. Load average (1, 5, 15 min): "
+              f"at start "
               f"{t.get('load_average_start', 'n/a')}, after training "
               f"{t.get('load_average_after_train', 'n/a')}, after diagnostics "
               f"{t.get('load_average_after_diagnose', 'n/a')}. A load above the core count means "
@@ -245,8 +246,19 @@ def _claims(summary: dict, cfg: dict) -> list[str]:
     tau = summary["tau"]
     st = summary["self_transition"]
     lines = ["## Claims of the paper vs this run", "",
-             "| paper (docs/model.md, What the paper reports) | this run | agrees? |", "|---|---|---|"]
+             "| paper (docs/model.md, What the paper reports) | this run | agrees? |",
+             "|---|---|---|"]
     rt = _regime_table(reg)
+    low_ll_verdict = ("**yes**" if lo["separated"] else
+                      "**mostly** (overlap at the boundary)"
+                      if lo["low_sigma_rb_median"] < lo["high_sigma_rb_range"][0] else "**no**")
+    tau_verdict = ("**yes** (trend); τ reaches ≈ " + format(tau["max_tau_rb"], ".0f")
+                   + ", about twice the paper"
+                   if sp["sigma_rb_vs_tau_rb"] > 0.3 and tau["max_tau_rb"] > 75
+                   else _yn(sp["sigma_rb_vs_tau_rb"] > 0.3))
+    b = summary["best"]
+    good_run = (b.get("two_per_digit", False) and b["single_cycle"]
+                and b["p_max"] - b["p_min"] < 0.1)
     lines.append(
         "| three regimes: (i) low LL & low σ, (ii) high LL & intermediate σ, (iii) high LL "
         "& high σ | LL groups " + ", ".join(
@@ -258,7 +270,7 @@ def _claims(summary: dict, cfg: dict) -> list[str]:
         f"high-LL models {_fmt_range(lo['high_sigma_rb_range'])} (median "
         f"{lo['high_sigma_rb_median']:.3g}); overlap: {lo['n_low_above_min_high']} low-LL "
         f"above the smallest high-LL σ | "
-        f"{'**yes**' if lo['separated'] else ('**mostly** (overlap at the boundary)' if lo['low_sigma_rb_median'] < lo['high_sigma_rb_range'][0] else '**no**')} |")
+        f"{low_ll_verdict} |")
     if "low_kl" in summary:
         k = summary["low_kl"]
         cells = "; ".join(f"KL ≤ {x['threshold']:g}: {x['n']} models (regimes i/ii/iii: "
@@ -280,20 +292,19 @@ def _claims(summary: dict, cfg: dict) -> list[str]:
         f"{sp['sigma_rb_vs_tau_rb']:+.2f}; largest τ = {tau['max_tau_rb']:.1f} ± "
         f"{tau['max_tau_rb_err']:.1f} (seed {tau['max_tau_rb_seed']}); median τ in the top "
         f"σ tercile {tau['median_tau_rb_top_tercile']:.1f}; {tau['n_tau_rb_above_50']} models "
-        f"with τ > 50 | {'**yes** (trend); τ reaches ≈ ' + format(tau['max_tau_rb'], '.0f') + ', about twice the paper' if sp['sigma_rb_vs_tau_rb'] > 0.3 and tau['max_tau_rb'] > 75 else _yn(sp['sigma_rb_vs_tau_rb'] > 0.3)} |")
+        f"with τ > 50 | {tau_verdict} |")
     lines.append(
         f"| ⟨M_zz⟩ = Tr(M)/L < 1/L for every model | {st['n_below_counts']} of {S} (counts M; "
         f"max {st['max_counts']:.3f}), {st['n_below_rb']} of {S} (RB M; max "
         f"{st['max_rb']:.3f}); 1/L = {st['inv_L']:.3f} | "
         f"{_yn(st['n_below_counts'] == S and st['n_below_rb'] == S)} |")
-    b = summary["best"]
     lines.append(
         f"| a good run: two units per digit, near-uniform p̄, one dominant off-diagonal "
         f"entry per row (a cycle) | best run (seed {b['seed']}): units per digit "
         f"{b.get('units_per_digit')}, p̄ {b['p_min']:.3f} … {b['p_max']:.3f}, dominant "
         f"successors {b['successor']} (≥ {b['dominant_fraction']:.0%} of each row's "
         f"off-diagonal mass), one {L}-cycle: {'yes' if b['single_cycle'] else 'no'} | "
-        f"{_yn(b.get('two_per_digit', False) and b['single_cycle'] and b['p_max'] - b['p_min'] < 0.1)} |")
+        f"{_yn(good_run)} |")
     lines.append("")
     return lines
 

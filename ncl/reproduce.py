@@ -366,7 +366,8 @@ def load_run_parameters(run_dir, log=None) -> RunParameters:
         except Exception:
             raise e from None
         if not meta.get("ensemble", True) or params.w.ndim != 3:
-            raise ValueError(f"{run_dir} holds a single model; diagnostics need an ensemble")
+            raise ValueError(f"{run_dir} holds a single model; diagnostics need an "
+                             "ensemble") from None
         (log or Log(True))(f"warning: {e}; reading only the parameters (enough for the "
                             "diagnostics)")
         return RunParameters(config, params, center, history, tuple(meta["seeds"]), meta)

@@ -40,7 +40,7 @@ def _parse_bool(text: str) -> bool:
     try:
         return _BOOL[str(text).lower()]
     except KeyError:
-        raise ValueError(f"expected on/off, got {text!r}")
+        raise ValueError(f"expected on/off, got {text!r}") from None
 
 
 SWEEPABLE: dict[str, tuple[str, Any, bool]] = {
