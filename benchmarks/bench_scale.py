@@ -46,7 +46,8 @@ CHILD = textwrap.dedent("""
     E = cfg_in["epochs"]
     # the paper's late-epoch minibatch (160) throughout: the most expensive steps
     config = T.TrainConfig(model=model, epochs=E, batch_min=160, batch_max=160,
-                           **({"member_chunk": cfg_in["member_chunk"]} if cfg_in["member_chunk"] else {}))
+                           **({"member_chunk": cfg_in["member_chunk"]}
+                              if cfg_in["member_chunk"] else {}))
     S = cfg_in["seeds"]
     data = jnp.asarray(T.check_data(x))
     keys = T.ensemble_keys(np.arange(S))
@@ -80,7 +81,7 @@ def run_case(seeds, epochs, cpu_devices, mnist10=False, mnist_dir=None, member_c
     proc = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"case seeds={seeds} failed:\n{proc.stderr[-3000:]}")
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
     return json.loads(line[len("RESULT"):])
 
 
@@ -89,7 +90,8 @@ def main(argv=None):
     p.add_argument("--sizes", default="1,8,36,144,576,1152")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--mnist10", action="store_true", help="add full-MNIST, 10 digits, L=30, 8 seeds")
+    p.add_argument("--mnist10", action="store_true",
+                   help="add full-MNIST, 10 digits, L=30, 8 seeds")
     p.add_argument("--large-latent", action="store_true",
                    help="with --mnist10: also L=64 one-hot and 16 binary hidden units")
     p.add_argument("--mnist-dir", default=os.environ.get("NCL_MNIST_DIR"))

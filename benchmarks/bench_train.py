@@ -72,7 +72,7 @@ def jax_case(seeds, epochs, cpu_devices, monitor=True, progress=False, overrides
                           cwd=HERE.parent)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
     return json.loads(line[len("RESULT"):])
 
 
@@ -170,14 +170,15 @@ def main(argv=None):
                               capture_output=True, text=True, env=env, cwd=HERE.parent)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
-        line = [l for l in proc.stdout.splitlines() if l.startswith("NUMPY")][-1]
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("NUMPY")][-1]
         refs[threads or "default"] = json.loads(line[len("NUMPY"):])
         r = refs[threads or "default"]
         print(f"NumPy reference, BLAS threads {threads or 'default'}: "
               f"{1e3 * r['protocol_mean_s']:.3f} ms per seed-step (protocol mean)")
     ref = min(refs.values(), key=lambda r: r["protocol_mean_s"])  # the faster: conservative
     ref["per_N"] = {int(k): v for k, v in ref["per_N"].items()}  # JSON keys are strings
-    print(f"NumPy reference (faster of the two): {1e3 * ref['per_N'][16]:.3f} / {1e3 * ref['per_N'][88]:.3f} / "
+    print(f"NumPy reference (faster of the two): {1e3 * ref['per_N'][16]:.3f} / "
+          f"{1e3 * ref['per_N'][88]:.3f} / "
           f"{1e3 * ref['per_N'][160]:.3f} ms per seed-step at N = 16 / 88 / 160; protocol "
           f"mean (N = {ref['mean_batch']:.0f}): {1e3 * ref['protocol_mean_s']:.3f} ms "
           f"-> {ref['protocol_mean_s'] * base['seed_steps']:.0f} s for the whole protocol")

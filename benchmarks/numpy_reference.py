@@ -310,7 +310,8 @@ def _load_data():
     try:
         return _load_mnist_012(), "MNIST 0/1/2 from /work/shared/data/mnist"
     except Exception:
-        warnings.warn("paper data not available: timing on random binary data (3000, 784)")
+        warnings.warn("paper data not available: timing on random binary data (3000, 784)",
+                      stacklevel=2)
         rng = np.random.default_rng(0)
         return (rng.random((3000, 784)) < 0.13).astype(np.float32), "random binary"
 

@@ -142,8 +142,9 @@ def run(out: Path, n_seeds: int, quick: bool, log=print):
                                            angle_ts_inf=res[3][i], angle_ts_T48=res[4][i]))
                 # fixed-point analysis
                 t0 = time.perf_counter()
-                ll_final = np.asarray(jax.vmap(lambda p, c: exact.log_likelihood(
-                    p, xj, c, model))(state.params, state.center), np.float64)
+                ll_final = np.asarray(jax.vmap(
+                    lambda p, c, xj=xj, model=model: exact.log_likelihood(p, xj, c, model))(
+                    state.params, state.center), np.float64)
                 p_ts, _ = refine(state.params, state.center, xj, model, "two-step-expected",
                                  steps_refine, 0.01)
                 p_ts_ex, _ = refine(p_ts, state.center, xj, model, "exact", steps_refine, 0.01)
@@ -151,8 +152,9 @@ def run(out: Path, n_seeds: int, quick: bool, log=print):
                                  0.01)
                 at_ts = [np.asarray(v, np.float64) for v in analyse(
                     p_ts, state.chain.x, state.center, xj, jax.random.key(999))]
-                ll_ts_ex = np.asarray(jax.vmap(lambda p, c: exact.log_likelihood(
-                    p, xj, c, model))(p_ts_ex, state.center), np.float64)
+                ll_ts_ex = np.asarray(jax.vmap(
+                    lambda p, c, xj=xj, model=model: exact.log_likelihood(p, xj, c, model))(
+                    p_ts_ex, state.center), np.float64)
                 at_ex = [np.asarray(v, np.float64) for v in analyse(
                     p_ex, state.chain.x, state.center, xj, jax.random.key(998))]
                 timings[f"{dname}/{recog}/{arm}/refine"] = time.perf_counter() - t0
@@ -288,7 +290,8 @@ def plot(path, curves, rows):
         ax.set_ylabel("exact log-likelihood (nats)")
         ax.legend(fontsize=7)
         ax = axes[1, j]
-        sel = [c for c in curves if (c["dataset"], c["recognition"], c["arm"]) == (d, rec, "two-step")]
+        sel = [c for c in curves
+               if (c["dataset"], c["recognition"], c["arm"]) == (d, rec, "two-step")]
         epochs = sorted({c["epoch"] for c in sel})
         for key, lab, col in (("angle_ts_inf", "T=inf two-step vs exact", "C1"),
                               ("angle_ts_T48", "T=48 two-step vs exact", "C0")):
@@ -307,7 +310,8 @@ def plot(path, curves, rows):
                                            ("loglik_ts_fixed_point", "s"),
                                            ("loglik_exact_refined", "^"))):
                 v = [r[key] for r in sel]
-                ax.scatter(np.full(len(v), 3 * i + k) + 0.1 * np.random.default_rng(k).standard_normal(len(v)),
+                ax.scatter(np.full(len(v), 3 * i + k)
+                           + 0.1 * np.random.default_rng(k).standard_normal(len(v)),
                            v, s=10, marker=mk, color=colors[arm], alpha=0.7)
         ax.axhline(emp, color="k", ls=":", lw=1)
         ax.set_xticks(range(9))

@@ -58,7 +58,8 @@ _STREAM_VISIBLE, _STREAM_HIDDEN = 0, 1
 
 
 class ChainState(NamedTuple):
-    """Persistent fantasy particles. ``x (C, D)`` float32 in {0,1}: ``x'(0)`` of the next segment."""
+    """Persistent fantasy particles. ``x (C, D)`` float32 in {0,1}: ``x'(0)`` of the next
+    segment."""
 
     x: Array
 

@@ -305,7 +305,8 @@ def load_subset_npz(
     except MNISTFormatError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise MNISTFormatError(f"{name}: cannot read subset npz ({type(exc).__name__}: {exc})") from exc
+        raise MNISTFormatError(
+            f"{name}: cannot read subset npz ({type(exc).__name__}: {exc})") from exc
     shape = tuple(int(s) for s in arrays["shape"])
     bits, labels = arrays["bits"], arrays["labels"]
     if (

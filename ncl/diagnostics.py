@@ -1,4 +1,5 @@
-"""Diagnostics of a trained model (paper Sect. IV B, eqs. 3, 5, 7, 21–24; docs/model.md "Diagnostics").
+"""Diagnostics of a trained model (paper Sect. IV B, eqs. 3, 5, 7, 21–24;
+docs/model.md "Diagnostics").
 
 Layer: the top of the numerical core, above :mod:`ncl.training` (it needs only the
 lower modules: :mod:`ncl.model`, :mod:`ncl.markov`, :mod:`ncl.chain`, and the leaves
@@ -505,7 +506,8 @@ def _finalize(out: _Estimates, classifier, p_data, dcfg: DiagnosticsConfig) -> D
         unvisited=np.sum(o["trans"], axis=-1) == 0, M_counts=M_counts,
         log_M_rb=first("lM_all"), p_bar_rb=np.exp(first("lp_rb_all")),
         sigma_counts=sig_c, sigma_counts_err=sig_c_err, sigma_rb=sig_rb,
-        sigma_rb_err=sig_rb_err, sigma_rb_bc=sig_rb_bc, tau_counts=tau_c, tau_counts_err=tau_c_err, tau_rb=tau_rb,
+        sigma_rb_err=sig_rb_err, sigma_rb_bc=sig_rb_bc, tau_counts=tau_c, tau_counts_err=tau_c_err,
+        tau_rb=tau_rb,
         tau_rb_err=tau_rb_err, self_transition_counts=st_c,
         self_transition_counts_err=st_c_err, self_transition_rb=st_rb,
         self_transition_rb_err=st_rb_err, currents_counts=o["cur_c"], currents_rb=o["cur_rb"],

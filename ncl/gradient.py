@@ -170,7 +170,8 @@ def two_step_gradient(params: Params, traj: Trajectory, batch: Array, center: Ar
 
 def surrogate_objective(params: Params, traj: Trajectory, batch: Array, center: Array,
                         config: ModelConfig, mask: Array | None = None) -> Array:
-    """The scalar ``S`` of docs/model.md training step 4 whose gradient (samples fixed) is the two-step rule.
+    """The scalar ``S`` of docs/model.md training step 4 whose gradient (samples fixed) is the
+    two-step rule.
 
     ``S = mean_n logsumexp_t [log A(z(t), x_n) + log q(z(t)|x'(t)) − sg(log q(z(t)|x'(t)))]``;
     its value equals the on-the-fly log-likelihood plus ``log(T·C)``.

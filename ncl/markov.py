@@ -33,7 +33,7 @@ import numpy as np
 Array = jax.Array
 
 
-# ----------------------------------------------------------------------------- counts (the count estimator of M, eq. 3)
+# --------------------------------------------------------- counts (the count estimator of M, eq. 3)
 
 def state_counts(states: Array, n_states: int) -> Array:
     """Visits per state: ``states (T,)`` int → ``(S,)`` int32."""
@@ -76,7 +76,7 @@ def unvisited_states(counts: Array) -> Array:
 
 
 
-# ----------------------------------------------------------------------------- stationary vector (eq. 6)
+# ------------------------------------------------------------------------ stationary vector (eq. 6)
 
 def _normalise_rows(M: Array) -> Array:
     S = M.shape[-1]
@@ -251,7 +251,7 @@ def decorrelation_time_from_log(log_M, tol: float = 1e-9) -> np.ndarray:
 
 
 
-# ----------------------------------------------------------------------------- Rao–Blackwell sums of a chain
+# -------------------------------------------------------------------- Rao–Blackwell sums of a chain
 
 def rb_log_sum_update(log_rb_sum: Array, rb_visits: Array, prev_states: Array,
                       log_abar: Array) -> tuple[Array, Array]:
@@ -324,7 +324,7 @@ def sigma_from_counts_and_rb_sums(occupancy_counts: Array, transition_counts: Ar
 
 
 
-# ----------------------------------------------------------------------------- jackknife (delete-one-group)
+# --------------------------------------------------------------------- jackknife (delete-one-group)
 
 def jackknife_se(loo) -> np.ndarray:
     """Delete-one-group jackknife standard error from leave-one-out estimates.

@@ -164,7 +164,8 @@ def _parse_idx(data: bytes, source: str | os.PathLike[str]) -> np.ndarray:
     """Parse IDX bytes (already decompressed); ``source`` names the file in errors."""
     if len(data) < 4:
         raise MNISTFormatError(
-            f"{source}: truncated IDX file ({len(data)} bytes, shorter than the 4-byte magic number)"
+            f"{source}: truncated IDX file ({len(data)} bytes, "
+            "shorter than the 4-byte magic number)"
         )
     zero, type_code, ndim = data[0:2], data[2], data[3]
     if zero != b"\x00\x00" or type_code not in _IDX_DTYPES or ndim == 0:

@@ -246,7 +246,8 @@ def log_Abar(params: Params, x: Array, z: Array, center: Array, config: ModelCon
 
 def recognition_log_q(params: Params, x: Array, z: Array, center: Array,
                       config: ModelConfig) -> Array:
-    """The log-probability ``log q(z|x)`` whose gradient the two-step rule uses (docs/model.md, training step 4).
+    """The log-probability ``log q(z|x)`` whose gradient the two-step rule uses (docs/model.md,
+    training step 4).
 
     For binary units and for the paper-literal one-hot default it is the factorised
     eq. (11) form ``Σ_β [z_β log σ(g_β) + (1 − z_β) log σ(−g_β)]``; for ``softmax``

@@ -271,7 +271,8 @@ def pcd_autodiff_gradient(params: Params, traj: Trajectory, batch: Array, center
     (``hidden_logits`` ignored)."""
     grads = jax.grad(pcd_surrogate)(tie(params), traj, batch, center, config, mask)
     # the surrogate reads w only through tie(); its wbar leaf is unused
-    return finish_gradient(grads, params, config, tied=True), on_the_fly_loglik(params, traj, batch, mask)
+    return (finish_gradient(grads, params, config, tied=True),
+            on_the_fly_loglik(params, traj, batch, mask))
 
 
 def exact_gradient(params: Params, traj: Trajectory, batch: Array, center: Array,

@@ -15,8 +15,9 @@ Randomness: the key of step ``s`` is ``fold_in(state.key, s)``, so a run's rando
 stream depends only on its seed and the step number (resuming is exact).
 
 Layer: near the top of the numerical core: above :mod:`ncl.protocol` (the config),
-:mod:`ncl.sharding` (devices, member chunks, memory), :mod:`ncl.estimators` (the gradient chosen by ``family`` and
-``gradient``), :mod:`ncl.monitor` and :mod:`ncl.chain`; below :mod:`ncl.diagnostics` and
+:mod:`ncl.sharding` (devices, member chunks, memory), :mod:`ncl.estimators` (the gradient
+chosen by ``family`` and ``gradient``), :mod:`ncl.monitor` and :mod:`ncl.chain`; below
+:mod:`ncl.diagnostics` and
 the workflows. Sizes as in :mod:`ncl.model` (``E`` members, ``T`` chain length,
 ``N`` minibatch rows).
 """
@@ -40,6 +41,7 @@ from ncl.estimators import FAMILIES, GRADIENT_FORMS  # noqa: F401  (public names
 from ncl.keys import as_key, ensemble_keys, member_keys  # noqa: F401  (ensemble_keys: public)
 from ncl.model import Params, check_params, data_center, init_params
 from ncl.protocol import (TrainConfig, checkpoint_pieces, epoch_segments,  # noqa: F401
+                          progress_interval,
                           make_optimizer, minibatch_size)
 from ncl.sharding import check_fits_in_memory, estimate_memory_bytes  # noqa: F401
 
@@ -324,24 +326,54 @@ def join_histories(parts, axis: int = 1) -> History:
                      for f in History._fields))
 
 
+def host_side(progress) -> bool:
+    """Whether ``progress`` is reported on the host between compiled pieces
+    (``progress.host_side`` true, as for :class:`ncl.progress.EpochProgress` and
+    :class:`ncl.metrics.MetricsCallback`) instead of by a callback inside the program.
+    Programs without a host callback can be kept in JAX's persistent compilation cache."""
+    return bool(getattr(progress, "host_side", False))
+
+
+def _report_piece(progress, lo: int, hist, ensemble: bool) -> None:
+    rows = jax.tree_util.tree_map(np.asarray, hist)
+    n = np.shape(rows.loglik)[1 if ensemble else 0]
+    for j in range(n):
+        row = jax.tree_util.tree_map(lambda a, j=j: a[:, j] if ensemble else a[j], rows)
+        try:
+            progress(lo + j, row)
+        except Exception as e:  # noqa: BLE001 - reported as one clear error
+            raise HostCallbackError(f"the progress callback failed during training: "
+                                    f"{type(e).__name__}: {e}") from e
+
+
 def _train_in_pieces(config, ensemble, start_epoch, stop_epoch, members, fresh, data,
                      devices, progress, checkpoint):
     """Run ``[start_epoch, stop_epoch)`` piece by piece (:func:`checkpoint_pieces`),
-    calling ``checkpoint``'s ``save`` on the host between pieces with host arrays."""
+    calling ``checkpoint``'s ``save`` on the host between pieces with host arrays. A
+    host-side ``progress`` (:func:`host_side`) is called there too, once per epoch of the
+    piece; without a checkpoint the run is then cut every :func:`progress_interval`
+    epochs."""
     every, save = checkpoint if checkpoint is not None else (None, None)
-    if fresh and every is not None and every < stop_epoch - start_epoch:
+    on_host = progress if host_side(progress) else None
+    cut = every if every is not None or on_host is None else progress_interval(config)
+    if fresh and cut is not None and cut < stop_epoch - start_epoch:
         # initialise apart, so the first piece shares its program with the others (one
         # compilation fewer); App. A1's init is exact integer sums and elementwise maps,
         # the same bits fused or not (tests/test_resume.py checks this)
         members, fresh = _init_ensemble_fn(config)(members, data), False
     state, rows = members, []
     axis = 1 if ensemble else 0
-    for i, (lo, hi) in enumerate(checkpoint_pieces(start_epoch, stop_epoch, every)):
-        make = _program(config, ensemble, lo, hi, fresh and i == 0, progress)
+    for i, (lo, hi) in enumerate(checkpoint_pieces(start_epoch, stop_epoch, cut)):
+        make = _program(config, ensemble, lo, hi, fresh and i == 0,
+                        None if on_host is not None else progress)
         state, hist = sharding.run_sharded(make, state, data, devices) if ensemble else make()(
             state, data)
         rows.append(hist)
-        if save is None or jax.process_index() != 0:
+        if jax.process_index() != 0:
+            continue
+        if on_host is not None:
+            _report_piece(on_host, lo, hist, ensemble)
+        if save is None:
             continue
         history = join_histories(rows, axis)
         host_state = jax.tree_util.tree_map(np.asarray, sharding.split_keys(state)[0])

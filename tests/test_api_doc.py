@@ -314,7 +314,8 @@ def test_api_doc_is_parsed():
     """The parser finds the document's entries (a format change must not make the
     signature check vacuous)."""
     entries, top_level, _ = parse_api(API_MD.read_text(encoding="utf-8"))
-    sections = re.findall(r"^##\s+`(ncl(?:\.\w+)*)`", API_MD.read_text(encoding="utf-8"), re.MULTILINE)
+    sections = re.findall(r"^##\s+`(ncl(?:\.\w+)*)`", API_MD.read_text(encoding="utf-8"),
+                          re.MULTILINE)
     assert len(sections) >= 8, sections
     per_module = {m: [e for e in entries if e.module == m] for m in sections}
     empty = [m for m, es in per_module.items() if not es]

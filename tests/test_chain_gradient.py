@@ -177,7 +177,8 @@ def test_closed_form_gradient_matches_finite_differences_float64():
             log_q0 = M.recognition_log_q(p, traj.x.reshape(-1, 5), traj.z.reshape(
                 -1, config.n_hidden), center, config)
 
-            def S(q):
+            def S(q, traj=traj, config=config, center=center, batch=batch, log_q0=log_q0,
+                  mask=mask):
                 xs, zs = traj.x.reshape(-1, 5), traj.z.reshape(-1, config.n_hidden)
                 lq = M.recognition_log_q(q, xs, zs, center, config)
                 la = jax.vmap(lambda x: M.log_A(q, zs, x))(batch)

@@ -79,7 +79,8 @@ def test_tau_trend_and_scale():
     tau = 5 * sigma * rng.lognormal(0, 0.1, 144)   # top tercile: τ ≈ 35 … 50
     assert C.tau_grows_with_sigma(sigma, tau).verdict == SUP
     scale = C.tau_scale(sigma, tau, np.arange(144))
-    assert scale.verdict == SUP and 25 <= scale.interval[0] <= scale.statistic <= scale.interval[1] <= 100
+    assert (scale.verdict == SUP
+            and 25 <= scale.interval[0] <= scale.statistic <= scale.interval[1] <= 100)
     assert C.tau_scale(sigma, tau * 10, np.arange(144)).verdict == CON
     tau_max = tau.copy()
     tau_max[7] = 1e4                                 # one huge τ: reported, not the verdict

@@ -98,7 +98,8 @@ def test_kl_zero_for_one_unit_per_class_and_uniform_occupancy(default_clf, paper
         L = 3 * per_class
         p_e = fidelity.class_distribution(jnp.full((L,), 1.0 / L), jnp.asarray(uc), 3)
         np.testing.assert_allclose(p_e, 1 / 3, atol=1e-6)
-        assert float(fidelity.class_fidelity_kl(p_e, jnp.full(3, 1 / 3))) == pytest.approx(0, abs=1e-6)
+        assert float(fidelity.class_fidelity_kl(p_e, jnp.full(3, 1 / 3))) == pytest.approx(
+            0, abs=1e-6)
 
 
 def test_kl_collapsed_model_closed_form(default_clf, paper_data):

@@ -103,7 +103,8 @@ def test_read_idx_real_files():
     labels = mnist.read_idx(mnist_file(TRAIN_LABELS))
     assert labels.shape == (60000,) and labels.dtype == np.uint8
     assert labels[:5].tolist() == [5, 0, 4, 1, 9]
-    assert np.bincount(labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(labels).tolist() == [5923, 6742, 5958, 6131, 5842,
+                                            5421, 5918, 6265, 5851, 5949]
     assert mnist.read_idx(mnist_file(TEST_LABELS)).shape == (10000,)
     test_images = mnist.read_idx(mnist_file(TEST_IMAGES))
     assert test_images.shape == (10000, 28, 28) and test_images.dtype == np.uint8
@@ -130,7 +131,8 @@ def test_checksums_pass_and_match_sha256sums():
         assert mnist.verify(mnist_file(name)) == digest
     sums = MNIST_DIR / "SHA256SUMS"
     if sums.exists():
-        listed = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
+        listed = dict(reversed(line.split()) for line in sums.read_text().splitlines()
+                      if line.strip())
         assert listed == mnist.MNIST_SHA256
     assert set(mnist.verify_mnist_dir(MNIST_DIR)) == set(mnist.MNIST_SHA256)
 
@@ -181,7 +183,8 @@ def test_read_idx_synthetic_roundtrip(tmp_path):
     np.testing.assert_array_equal(mnist.read_idx(tmp_path / "a.idx.gz"), arr)
     # big-endian int32 type code 0x0C
     ints = np.array([1, -2, 70000], dtype=">i4")
-    (tmp_path / "i.idx").write_bytes(bytes([0, 0, 0x0C, 1]) + (3).to_bytes(4, "big") + ints.tobytes())
+    (tmp_path / "i.idx").write_bytes(bytes([0, 0, 0x0C, 1]) + (3).to_bytes(4, "big")
+                                     + ints.tobytes())
     np.testing.assert_array_equal(mnist.read_idx(tmp_path / "i.idx"), [1, -2, 70000])
 
 
@@ -219,7 +222,8 @@ def test_truncated_real_file_raises_format_error(tmp_path):
 
 def test_bad_magic_raises_format_error(tmp_path):
     good = _idx_bytes(np.zeros((4,), dtype=np.uint8))
-    for i, bad in enumerate([b"\x01" + good[1:], good[:2] + b"\x07" + good[3:], good[:3] + b"\x00" + good[4:]]):
+    for i, bad in enumerate([b"\x01" + good[1:], good[:2] + b"\x07" + good[3:],
+                             good[:3] + b"\x00" + good[4:]]):
         p = tmp_path / f"bad{i}-idx1-ubyte"
         p.write_bytes(bad)
         with pytest.raises(MNISTFormatError, match=rf"bad{i}-idx1-ubyte.*magic"):
@@ -282,11 +286,13 @@ def test_missing_dir_download_disabled(tmp_path):
         data.load_digits(directory=missing, download=False)
 
 
-@pytest.mark.parametrize("opener", [failing_opener, lambda url, timeout: _DroppingResponse(b"\x1f\x8b" * 5000)])
+@pytest.mark.parametrize("opener", [failing_opener,
+                                    lambda url, timeout: _DroppingResponse(b"\x1f\x8b" * 5000)])
 def test_no_network_raises_and_leaves_no_partial_file(tmp_path, opener):
     d = tmp_path / "cache"
     with pytest.raises(MNISTUnavailableError) as ei:
-        mnist.load_mnist("test", d, download=True, mirrors=("https://m1.invalid/a/", "https://m2.invalid/b"), opener=opener)
+        mnist.load_mnist("test", d, download=True,
+                         mirrors=("https://m1.invalid/a/", "https://m2.invalid/b"), opener=opener)
     msg = str(ei.value)
     assert TEST_IMAGES in msg and TEST_LABELS in msg and str(d) in msg
     assert "https://m1.invalid/a/t10k-images-idx3-ubyte.gz" in msg
@@ -339,7 +345,8 @@ def test_corrupted_download_does_not_replace_good_file(tmp_path):
     shutil.copy(mnist_file(TEST_IMAGES), d / mnist_file(TEST_IMAGES).name)
     raw = bytearray(raw_bytes(TEST_LABELS))
     raw[-1] ^= 0xFF
-    bad_served = {f"{n}.gz": b for n, b in [(TEST_LABELS, gzip.compress(bytes(raw))), (TEST_IMAGES, b"garbage")]}
+    bad_served = {f"{n}.gz": b for n, b in [(TEST_LABELS, gzip.compress(bytes(raw))),
+                                            (TEST_IMAGES, b"garbage")]}
     with pytest.raises(MNISTUnavailableError) as ei:
         mnist.download_mnist(d, mirrors=("https://bad.invalid/",), splits=("test",), force=True,
                             opener=serving_opener(bad_served))
@@ -347,7 +354,8 @@ def test_corrupted_download_does_not_replace_good_file(tmp_path):
     assert "MNISTChecksumError" in msg and "MNISTFormatError" in msg
     assert "left unchanged" in msg and str(target) in msg
     assert target.read_bytes() == good
-    assert sorted(p.name for p in d.iterdir()) == sorted([target.name, mnist_file(TEST_IMAGES).name])
+    assert sorted(p.name for p in d.iterdir()) == sorted([target.name,
+                                                          mnist_file(TEST_IMAGES).name])
     assert mnist.load_mnist("test", d, download=False)[1][0] == 7
 
 
@@ -468,7 +476,8 @@ def test_bundled_subset_equals_rebuild():
         for key, value in built.items():
             np.testing.assert_array_equal(npz[key], value, err_msg=key)
         assert set(npz.files) == set(built)
-        assert npz["source_sha256"].tolist() == [mnist.MNIST_SHA256[TRAIN_IMAGES], mnist.MNIST_SHA256[TRAIN_LABELS]]
+        assert npz["source_sha256"].tolist() == [mnist.MNIST_SHA256[TRAIN_IMAGES],
+                                                 mnist.MNIST_SHA256[TRAIN_LABELS]]
     x, y = data.load_paper_data()
     np.testing.assert_array_equal(x, np.unpackbits(built["bits"], axis=1, count=784))
     np.testing.assert_array_equal(y, built["labels"])
@@ -503,8 +512,8 @@ def test_build_script_runs(tmp_path):
     if mnist.find_mnist_file(MNIST_DIR, TRAIN_LABELS) is None:
         pytest.skip(f"MNIST files not found in {MNIST_DIR}")
     r = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "build_bundled_subset.py"), "--mnist-dir", str(MNIST_DIR),
-         "--output-dir", str(tmp_path), "--no-download"],
+        [sys.executable, str(REPO / "scripts" / "build_bundled_subset.py"),
+         "--mnist-dir", str(MNIST_DIR), "--output-dir", str(tmp_path), "--no-download"],
         capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 0, r.stderr

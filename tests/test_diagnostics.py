@@ -372,12 +372,13 @@ def test_log_likelihood_exact_and_chunked():
         ref = np.mean(np.logaddexp.reduce(np.log(np.asarray(p, np.float64)) + la, axis=1))
     lp = jnp.log(p)
     full = ncl_model.log_likelihood_given_occupancy(params, data, lp, ONEHOT3, chunk=1024)
-    chunked = ncl_model.log_likelihood_given_occupancy(params, data, lp, ONEHOT3, chunk=5)   # 8 chunks, padded
+    # 8 chunks, padded
+    chunked = ncl_model.log_likelihood_given_occupancy(params, data, lp, ONEHOT3, chunk=5)
     assert np.isfinite(float(full))
     assert float(full) == pytest.approx(ref, abs=1e-5)
     assert float(chunked) == pytest.approx(float(full), abs=1e-5)
-    batch = ncl_model.log_likelihood_given_occupancy(params, data, jnp.stack([lp, jnp.log(jnp.full(3, 1 / 3))]),
-                              ONEHOT3, chunk=7)
+    batch = ncl_model.log_likelihood_given_occupancy(
+        params, data, jnp.stack([lp, jnp.log(jnp.full(3, 1 / 3))]), ONEHOT3, chunk=7)
     assert batch.shape == (2,) and float(batch[0]) == pytest.approx(ref, abs=1e-5)
     del ex
 
@@ -386,8 +387,8 @@ def test_binary_log_likelihood_enumerates_states():
     params = random_model(5, D_TINY, 2)
     data = random_data(6, 20, D_TINY)
     ex = exact(params, CENTER, 2, "binary", data=data)
-    ll = ncl_model.log_likelihood_given_occupancy(params, data, jnp.log(jnp.asarray(ex["p"], jnp.float32)), BINARY2,
-                           chunk=6)
+    ll = ncl_model.log_likelihood_given_occupancy(
+        params, data, jnp.log(jnp.asarray(ex["p"], jnp.float32)), BINARY2, chunk=6)
     assert float(ll) == pytest.approx(ex["loglik"], abs=1e-4)
 
 
@@ -495,7 +496,8 @@ def test_binary_too_many_units_is_a_clear_error():
         ncl_model.check_enumerable(cfg)
     params = random_model(0, 4, 13)
     with pytest.raises(ValueError, match="binary hidden units"):
-        ncl_model.log_likelihood_given_occupancy(params, np.zeros((2, 4), np.float32), jnp.zeros(2 ** 13), cfg)
+        ncl_model.log_likelihood_given_occupancy(params, np.zeros((2, 4), np.float32),
+                                                 jnp.zeros(2 ** 13), cfg)
     with pytest.raises(ValueError, match="binary hidden units"):
         dg.diagnose(jax.random.key(0), params, jnp.zeros(4), cfg, np.zeros((2, 4)), DCFG)
 

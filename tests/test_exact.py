@@ -40,7 +40,7 @@ def random_data(seed, n, D):
     return jnp.asarray(x, jnp.float32)
 
 
-# ----------------------------------------------------------------------------- NumPy float64 reference
+# -------------------------------------------------------------------------- NumPy float64 reference
 
 def np_loglik(params: dict, data, center, config: ModelConfig) -> float:
     """Literal definition in float64: dense P[x', x] = Σ_z Ā(x', z) A(z, x), p = stationary
@@ -126,7 +126,8 @@ def test_exact_gradient_matches_finite_differences(config):
             minus = {k: v.copy() for k, v in base.items()}
             plus[name][idx] += h
             minus[name][idx] -= h
-            fd = (np_loglik(plus, data, c64, config) - np_loglik(minus, data, c64, config)) / (2 * h)
+            fd = ((np_loglik(plus, data, c64, config) - np_loglik(minus, data, c64, config))
+                  / (2 * h))
             got = float(np.asarray(getattr(grads, name))[idx])
             assert got == pytest.approx(fd, rel=2e-3, abs=2e-4), (name, idx, got, fd)
     if not config.trains_visible_bias:
@@ -200,8 +201,9 @@ def test_exact_training_modes_raise_the_exact_loglik():
         cfg = dataclasses.replace(base, gradient=gradient)
         s0 = T.init_ensemble_state([0, 1], x, cfg)
         state, hist = T.train_ensemble([0, 1], x, cfg)
-        ll = jax.vmap(lambda p, c: exact.log_likelihood(p, xj, c, cfg.model))
-        before, after = np.asarray(ll(s0.params, s0.center)), np.asarray(ll(state.params, state.center))
+        ll = jax.vmap(lambda p, c, cfg=cfg: exact.log_likelihood(p, xj, c, cfg.model))
+        before = np.asarray(ll(s0.params, s0.center))
+        after = np.asarray(ll(state.params, state.center))
         assert np.all(after > before + 0.5), (gradient, before, after)
         assert np.all(np.isfinite(np.asarray(hist.loglik)))
     with pytest.raises(ValueError, match="2\\*\\*D"):  # D = 784 is far beyond enumeration

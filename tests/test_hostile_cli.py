@@ -1,7 +1,6 @@
 """Hostile command lines (hypothesis): any value of a numeric or seed option either is
 accepted with the value the user gave, or ends in exit code 2 with one message naming
 the option; never a traceback. Training itself is replaced by a stub."""
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -155,13 +155,13 @@ def build(cls, field, value):
 
 
 # every way a value reaches a config: the constructor, from_dict, a nested model dict
-PATHS = [(cls.__name__, f, cls, (lambda c, f: lambda v: build(c, f, v))(cls, f))
+PATHS = [(cls.__name__, f, cls, (lambda c, fld: lambda v: build(c, fld, v))(cls, f))
          for cls, spec in SPECS.items() for f in spec]
 PATHS += [("TrainConfig.from_dict", f, T.TrainConfig,
-           (lambda f: lambda v: T.TrainConfig.from_dict({f: v}))(f))
+           (lambda fld: lambda v: T.TrainConfig.from_dict({fld: v}))(f))
           for f in SPECS[T.TrainConfig] if f != "model"]
 PATHS += [("TrainConfig.from_dict[model]", f, ModelConfig,
-           (lambda f: lambda v: T.TrainConfig.from_dict({"model": {f: v}}).model)(f))
+           (lambda fld: lambda v: T.TrainConfig.from_dict({"model": {fld: v}}).model)(f))
           for f in SPECS[ModelConfig]]
 PATH_IDS = [f"{p}.{f}" for p, f, _, _ in PATHS]
 

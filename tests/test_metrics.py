@@ -132,6 +132,7 @@ def test_tensorboard_adapter_without_tensorboardx_says_how_to_install(monkeypatc
 
 def test_combine_calls_each_callback():
     seen = []
-    fn = metrics.combine(None, lambda e, r: seen.append(("a", e)), lambda e, r: seen.append(("b", e)))
+    fn = metrics.combine(None, lambda e, r: seen.append(("a", e)),
+                         lambda e, r: seen.append(("b", e)))
     fn(2, None)
     assert seen == [("a", 2), ("b", 2)] and metrics.combine(None, None) is None

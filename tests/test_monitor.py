@@ -66,8 +66,8 @@ def test_monitor_estimates_match_exact(config, seed):
     np.testing.assert_allclose(np.asarray(summary.occupancy), p, atol=0.02)
     # the precise log-likelihood given p equals the exact mixture likelihood
     data = jnp.asarray(all_binary(D)[::3])
-    ll = float(ncl_model.log_likelihood_given_occupancy(params, data, jnp.log(jnp.asarray(p, jnp.float32)),
-                                 config, chunk=5))
+    ll = float(ncl_model.log_likelihood_given_occupancy(
+        params, data, jnp.log(jnp.asarray(p, jnp.float32)), config, chunk=5))
     states = M.enumerate_hidden_states(config)
     logA = np.asarray(jax.vmap(lambda z: M.log_A(params, z, data))(states), np.float64)
     expected = np.mean(np.log((p[:, None] * np.exp(logA)).sum(0)))

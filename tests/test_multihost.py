@@ -80,7 +80,7 @@ def test_two_processes_with_jax_distributed_train_the_single_device_members():
         for p in procs:
             out, err = p.communicate(timeout=600)
             assert p.returncode == 0, err[-3000:]
-            line = [l for l in out.splitlines() if l.startswith("RESULT")][-1]
+            line = [ln for ln in out.splitlines() if ln.startswith("RESULT")][-1]
             results.append(json.loads(line[len("RESULT"):]))
     finally:
         for p in procs:

@@ -113,7 +113,7 @@ def test_recognition_gradient_is_responsibility_weighted_dlogq(hidden):
     for key in ("wbar", "abar"):
         expected = np.zeros_like(params[key])
         for t in range(T):
-            f = lambda p: _log_q(p["wbar"], p["abar"], xs[t:t + 1], zs[t:t + 1], c)[0]  # noqa: E731
+            f = lambda p, t=t: _log_q(p["wbar"], p["abar"], xs[t:t + 1], zs[t:t + 1], c)[0]  # noqa: E731
             expected += weight[t] * _fd_grad(f, params, key)
         np.testing.assert_allclose(grads[key], expected, rtol=1e-6, atol=1e-9, err_msg=key)
 
@@ -217,7 +217,8 @@ def test_rmsprop_matches_optax():
                  for k, s in shapes.items()}
         if step == 2:
             grads["a"][:] = 0.0  # zero gradients must leave parameters untouched
-        updates, jstate = opt.update({k: -jnp.asarray(v) for k, v in grads.items()}, jstate, jparams)
+        updates, jstate = opt.update({k: -jnp.asarray(v) for k, v in grads.items()}, jstate,
+                                     jparams)
         jparams = optax.apply_updates(jparams, updates)
         params, state = ref.rmsprop_update(params, grads, state, lr=0.1)
         for k in shapes:

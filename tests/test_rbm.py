@@ -74,8 +74,8 @@ def test_exact_loglik_matches_brute_force_enumeration(config):
     # the exact hidden marginal, and eq. (5): p(x) = sum_z pbar(z) A(z, x)
     np.testing.assert_allclose(np.exp(np.asarray(rbm.log_hidden_marginal(params, center, config))),
                                pz, atol=1e-6)
-    eq5 = float(ncl_model.log_likelihood_given_occupancy(params, data, rbm.log_hidden_marginal(params, center, config),
-                                  config))
+    eq5 = float(ncl_model.log_likelihood_given_occupancy(
+        params, data, rbm.log_hidden_marginal(params, center, config), config))
     assert eq5 == pytest.approx(ll, abs=2e-5)
     # the kernels of the chain are the RBM's conditionals: A = p(x|z), Abar = p(z|x)
     from ncl.model import log_A_matrix

@@ -117,7 +117,7 @@ def test_checkpoints_hold_every_epoch_at_any_interval(paper_data):
     for every in (3,):
         saved = {}
         state, hist = train_ensemble([0, 1, 2], x, cfg, checkpoint=(
-            every, lambda e, h, s: saved.__setitem__(e, (h, np.asarray(s.step)))))
+            every, lambda e, h, s, saved=saved: saved.__setitem__(e, (h, np.asarray(s.step)))))
         want = sorted({e for e in range(cfg.epochs) if (e + 1) % every == 0} | {6})
         assert sorted(saved) == want
         for e, (h, steps) in saved.items():

@@ -48,8 +48,8 @@ def test_sweep_members_equal_standalone_runs(paper_data):
         alone = [T.train(res.members[j].seed, x, res.members[j].config) for j in picked]
         params = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(v) for v in a]),
                                         *[s.params for s, _ in alone])
-        A.assert_first_step_matches(jax.tree_util.tree_map(lambda a: np.asarray(a)[picked],
-                                                           res.state.params), params)
+        A.assert_first_step_matches(jax.tree_util.tree_map(
+            lambda a, picked=picked: np.asarray(a)[picked], res.state.params), params)
         np.testing.assert_array_equal(A.key_data(res.state)[picked],
                                       np.stack([A.key_data(s) for s, _ in alone]))
         A.assert_members_close(np.asarray(res.history.loglik)[picked, 0],

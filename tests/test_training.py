@@ -13,7 +13,6 @@ cannot drift: keys and step counters bit for bit, the first training step to rou
 import dataclasses
 import json
 
-import chex
 import jax
 import numpy as np
 import pytest

@@ -114,7 +114,7 @@ def test_init_params_rejects_non_2d_or_empty_data(x):
     raises_cleanly(ValueError, "non-empty 2-D", init_params, KEY, x[:0], CFG.model)
 
 
-# ----------------------------------------------------------------------------- width / shape mismatches
+# ------------------------------------------------------------------------- width / shape mismatches
 
 WIDTH = r"has 12 columns but .*D = 16 visible units"
 
@@ -134,8 +134,8 @@ def test_diagnose_ensemble_with_data_of_the_wrong_width(x, ens):
 
 
 def test_log_likelihood_with_data_of_the_wrong_width(x, one):
-    raises_cleanly(ValueError, WIDTH, ncl_model.log_likelihood_given_occupancy, one.params, x[:, :12],
-                   jnp.zeros(6) - np.log(6), CFG.model)
+    raises_cleanly(ValueError, WIDTH, ncl_model.log_likelihood_given_occupancy, one.params,
+                   x[:, :12], jnp.zeros(6) - np.log(6), CFG.model)
 
 
 def test_sample_chain_and_gradients_with_the_wrong_width(x, one):
@@ -178,10 +178,11 @@ def test_ensemble_and_single_model_confusions(x, ens, one):
 
 
 def test_log_likelihood_rejects_probabilities_instead_of_logs_and_wrong_state_count(x, one):
-    raises_cleanly(ValueError, r"pass jnp.log\(p_bar\)", ncl_model.log_likelihood_given_occupancy, one.params, x,
-                   jnp.full(6, 1 / 6), CFG.model)
-    raises_cleanly(ValueError, r"log_p_bar must have shape \(6,\)", ncl_model.log_likelihood_given_occupancy,
-                   one.params, x, jnp.zeros(4), CFG.model)
+    raises_cleanly(ValueError, r"pass jnp.log\(p_bar\)", ncl_model.log_likelihood_given_occupancy,
+                   one.params, x, jnp.full(6, 1 / 6), CFG.model)
+    raises_cleanly(ValueError, r"log_p_bar must have shape \(6,\)",
+                   ncl_model.log_likelihood_given_occupancy, one.params, x, jnp.zeros(4),
+                   CFG.model)
 
 
 def test_bad_seed_or_key():
@@ -318,7 +319,8 @@ def test_binary_hidden_units_too_many_to_enumerate(x):
                abar=jnp.zeros(13))
     msg = r"L = 13 > 12 are not supported .* use n_hidden \(L\) <= 12"
     raises_cleanly(ValueError, msg, dg.diagnose, KEY, p, jnp.zeros(D), big, x, DCFG)
-    raises_cleanly(ValueError, msg, ncl_model.log_likelihood_given_occupancy, p, x, jnp.zeros(2 ** 13), big)
+    raises_cleanly(ValueError, msg, ncl_model.log_likelihood_given_occupancy, p, x,
+                   jnp.zeros(2 ** 13), big)
     raises_cleanly(ValueError, msg, dg.rao_blackwell_log_transition_matrix, KEY, p,
                    jnp.zeros(D), big)
     raises_cleanly(ValueError, "use L <= 30", T.TrainConfig, model={"n_hidden": 31,
