@@ -8,6 +8,8 @@ any member diverged (:func:`train_and_save`).
 * :func:`data_digest` — the SHA-256 of the data a run was trained on, checked on resume
   by :func:`load_resume_data`;
 * :func:`divergence_error` — the error message for members that diverged, or ``None``.
+
+The run directory also gets ``metrics.jsonl`` (:mod:`ncl.metrics`), appended every epoch.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from ncl import io
 from ncl import training
+from ncl.metrics import combine, run_metrics
 from ncl.progress import EpochProgress, summary_table
 
 
@@ -118,7 +121,11 @@ def train_and_save(out: Path, config, seeds, x, info: dict, extra: dict, start: 
         f"T={config.chain_length}, {config.epochs} epochs x {config.steps_per_epoch} steps, "
         f"data {x.shape[0]}x{x.shape[1]} ({info['source']}), "
         f"{jax.local_device_count()} x {jax.devices()[0].device_kind}")
-    progress = EpochProgress(config.epochs, quiet=quiet)
+    # metrics.jsonl: one record per epoch per member, appended as training goes (process
+    # 0 writes; a resumed run keeps the records of the epochs its checkpoint holds)
+    stream = (run_metrics(out, seeds, keep_epochs=start if prior is not None else None)
+              if jax.process_index() == 0 and start < config.epochs else None)
+    progress = combine(EpochProgress(config.epochs, quiet=quiet), stream)
     every = checkpoint_every or config.epochs
     saver = Checkpointer(out, config, seeds, info, extra, prior=prior)
     t0 = time.perf_counter()
@@ -136,6 +143,9 @@ def train_and_save(out: Path, config, seeds, x, info: dict, extra: dict, start: 
         jax.block_until_ready(state)
     except training.HostCallbackError as e:
         raise RuntimeError(f"{e}. {last_checkpoint_hint(out, saver)}") from None
+    finally:
+        if stream is not None:
+            stream.close()
     wall = time.perf_counter() - t0
     if jax.process_index() != 0:  # multi-process: process 0 writes the run
         return None

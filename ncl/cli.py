@@ -255,12 +255,21 @@ def cmd_sweep(args) -> int:
     log(f"ncl sweep: {len(members)} members ({len(seeds)} seeds x "
         f"{len(members) // len(seeds)} grid points) in {len(group_configs)} compiled group(s)")
     printers = [EpochProgress(cfg.epochs, quiet=args.quiet) for cfg in group_configs]
+    from ncl.metrics import run_metrics
+    groups = list(sweep_lib.group_members(members).values())
+    streams = [run_metrics(out / f"group_{gi:02d}", [m.seed for m in group])
+               for gi, group in enumerate(groups)]      # group_NN/metrics.jsonl, per epoch
 
     def progress(gi, epoch, row):
         printers[gi](epoch, row)
+        streams[gi](epoch, row)
 
     t0 = time.perf_counter()
-    results = sweep_lib.train_sweep(members, x, progress=progress)
+    try:
+        results = sweep_lib.train_sweep(members, x, progress=progress)
+    finally:
+        for stream in streams:
+            stream.close()
     wall = time.perf_counter() - t0
     rows = sweep_lib.save_sweep(out, results, data_info=info, grid=args.grid, seeds=seeds,
                                 base=base, wall=wall)
@@ -317,7 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ncl", formatter_class=HelpFormatter,
         description="Nonequilibrium latent-cycle generative models (Baiesi & Rosso, "
-                    "arXiv:2512.11415): train seed ensembles, diagnose, reproduce the paper.")
+                    "arXiv:2512.11415): train seed ensembles, diagnose, reproduce the paper.",
+        epilog="Compiled XLA programs are cached between runs in ~/.cache/ncl/jax "
+               "(NCL_COMPILE_CACHE_DIR moves it, NCL_NO_COMPILE_CACHE=1 turns it off). "
+               "Training runs write OUT/metrics.jsonl, one line per epoch per seed "
+               "(NCL_TENSORBOARD=1 adds TensorBoard event files).")
     parser.add_argument("--version", action="version", version=f"ncl {ncl.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -420,6 +433,10 @@ def main(argv=None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    # compiled programs persist between runs (a second run loads them instead of compiling
+    # again): on by default, NCL_NO_COMPILE_CACHE=1 turns it off (see ncl._compat)
+    from ncl._compat import enable_compilation_cache
+    enable_compilation_cache()
     try:
         return args.func(args)
     except UsageError as e:

@@ -151,6 +151,8 @@ class MetricsCallback:
     """A training ``progress(epoch, row)`` callback that sends each epoch's records to
     ``sinks``; ``wall_offset`` seconds are added to the wall time (a resumed run)."""
 
+    host_side = True   # training calls it between compiled pieces (ncl.training.host_side)
+
     def __init__(self, seeds: Sequence[int], sinks: Sequence[MetricsSink],
                  wall_offset: float = 0.0, clock: Callable[[], float] = time.perf_counter):
         self.seeds = [int(s) for s in seeds]
@@ -190,4 +192,6 @@ def combine(*callbacks: Callable | None) -> Callable | None:
     def progress(epoch, row):
         for fn in fns:
             fn(epoch, row)
+    # reported between compiled pieces only if every part can be (ncl.training.host_side)
+    progress.host_side = all(getattr(fn, "host_side", False) for fn in fns)
     return progress

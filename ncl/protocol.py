@@ -212,3 +212,14 @@ def checkpoint_pieces(start_epoch: int, stop_epoch: int, every: int | None
     cuts = sorted({e for e in range(start_epoch + 1, stop_epoch) if e % every == 0}
                   | {stop_epoch})
     return list(zip([start_epoch] + cuts[:-1], cuts))
+
+
+def progress_interval(config: TrainConfig) -> int:
+    """Epochs per piece when progress is reported on the host between pieces: about a
+    tenth of the run, chosen to divide every batch-bucket boundary
+    (:func:`epoch_segments`), so no piece spans two buckets and the pieces of one bucket
+    share one compiled program."""
+    bounds = [hi for _, hi, _ in epoch_segments(config)][:-1]
+    g = math.gcd(*bounds) if bounds else config.epochs
+    target = max(1, round(config.epochs / 10))
+    return max(d for d in range(1, g + 1) if g % d == 0 and d <= target)

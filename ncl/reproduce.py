@@ -17,9 +17,11 @@
 
 * :func:`diagnose_run` — the same, from a saved run (no retraining).
 
-Analysis helpers: :mod:`ncl.stats` (ranks, correlations, k-means), :mod:`ncl.regimes`
-(:func:`~ncl.regimes.classify_regimes`, :func:`~ncl.regimes.cycle_structure`),
-:mod:`ncl.report` (:func:`~ncl.report.analyse`).
+Analysis: :mod:`ncl.levels` (the likelihood levels), :mod:`ncl.claims` (each claim as a
+test), :mod:`ncl.analysis` (:func:`~ncl.analysis.analyse`), :mod:`ncl.report` (REPORT.md).
+The held-out log-likelihood uses the MNIST test images of the run's digits
+(:func:`ncl.data.load_heldout_data` for 0, 1, 2), recorded as ``heldout`` in
+``config.json``.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from ncl.artifacts import (CONFIG_FILE, DIAGNOSTICS_FILE, ENSEMBLE_DIR, METRICS_
                            REPORT_FILE, diagnostics_arrays, history_arrays, write_json)
 from ncl.diagnostics import DiagnosticsConfig
 from ncl.figures import fig3_arrays, make_figures
+from ncl.metrics import combine, run_metrics
 from ncl.progress import EpochProgress, Log
 from ncl.report import analyse, metrics_rows, write_metrics_csv, write_report
 from ncl.training import TrainConfig
@@ -125,6 +128,27 @@ def _classifier_for(digits, log):
         return None
 
 
+def _heldout_for(digits, log) -> tuple[np.ndarray | None, dict]:
+    """The held-out images for a run on ``digits`` and what to record of them: the bundled
+    MNIST test images of 0, 1, 2 for the paper's digits, else the MNIST test split of
+    ``digits`` when its files are available (``None`` with a reason otherwise)."""
+    from ncl import data as data_lib
+    digits = tuple(int(d) for d in digits)
+    if digits == (0, 1, 2):
+        x, _ = data_lib.load_heldout_data()
+        return x, {"source": "bundled MNIST test images of digits 0, 1, 2 (ncl/_data)",
+                   "digits": list(digits), "n_images": int(x.shape[0])}
+    try:
+        x, _ = data_lib.load_digits(digits, per_digit=None, split="test", download=False)
+    except Exception as e:  # no MNIST test files here: the held-out LL is skipped
+        log(f"warning: no MNIST test images for digits {digits} ({e}); the held-out "
+            "log-likelihood is skipped")
+        return None, {"digits": list(digits), "n_images": 0,
+                      "reason": f"no MNIST test files for digits {list(digits)}"}
+    return x, {"source": f"MNIST test split, digits {list(digits)}", "digits": list(digits),
+               "n_images": int(x.shape[0])}
+
+
 def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainConfig,
                         history, seeds, x, labels, digits, dcfg: DiagnosticsConfig,
                         key_seed: int, log, timings: dict, run_dir: Path | None,
@@ -137,6 +161,7 @@ def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainCo
     params = jax.tree_util.tree_map(np.asarray, params)
     centers = np.asarray(centers)
     classifier = _classifier_for(digits, log)
+    x_heldout, heldout_info = _heldout_for(digits, log)
     S = len(seeds)
     log(f"diagnostics: {S} models, {dcfg.burn_in} burn-in + {dcfg.n_steps} recorded double "
         f"steps in {dcfg.n_chains} chains, K={dcfg.rb_samples} RB samples per state ...")
@@ -144,7 +169,7 @@ def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainCo
     key = jax.random.key(key_seed)
     k_diag, k_fig = jax.random.split(key)
     d = dg.diagnose_ensemble(k_diag, params, centers, train_config.model, x, dcfg, labels,
-                             classifier)
+                             classifier, heldout=x_heldout)
     timings["diagnose_seconds"] = time.perf_counter() - t0
     timings["load_average_after_diagnose"] = _loadavg()
     log(f"diagnostics: done in {timings['diagnose_seconds']:.1f} s")
@@ -159,7 +184,7 @@ def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainCo
     np.savez_compressed(out_dir / DIAGNOSTICS_FILE, **arrays)
 
     summary = analyse(arrays)
-    rows = metrics_rows(arrays, np.asarray(summary["regime_labels"]))
+    rows = metrics_rows(arrays, np.asarray(summary["level_labels"]))
     write_metrics_csv(out_dir / METRICS_FILE, rows)
     cfg = {
         "train_config": train_config.to_dict(),
@@ -168,6 +193,7 @@ def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainCo
         "key_seed": int(key_seed),
         "run_dir": None if run_dir is None else os.path.relpath(run_dir, out_dir),
         "data": data_info or {},
+        "heldout": heldout_info,
         "timings": timings,
         "cpu_count": os.cpu_count(),
         "provenance": _provenance(),
@@ -176,7 +202,7 @@ def _diagnose_and_write(out_dir: Path, *, params, centers, train_config: TrainCo
     write_json(out_dir / CONFIG_FILE, cfg)
     if figures:
         make_figures(out_dir, estimator=estimator, log=log,
-                     regimes=np.asarray(summary["regime_labels"]))
+                     levels=np.asarray(summary["level_labels"]))
     write_report(out_dir, summary)
     log(f"wrote {out_dir / METRICS_FILE}, {out_dir / REPORT_FILE}, {out_dir / DIAGNOSTICS_FILE}")
     return summary
@@ -258,8 +284,12 @@ def reproduce(out_dir, seeds: Sequence[int] = range(36), config: TrainConfig = T
         f"{config.steps_per_epoch} steps, T={config.chain_length}, L={config.model.n_hidden}, "
         f"data {x.shape[0]}x{x.shape[1]}, device {jax.devices()[0]}")
     t0 = time.perf_counter()
-    state, history = train_ensemble(seeds, x, config, progress=cb)
-    jax.block_until_ready(state)
+    stream = run_metrics(out_dir / ENSEMBLE_DIR, seeds)   # ensemble/metrics.jsonl, per epoch
+    try:
+        state, history = train_ensemble(seeds, x, config, progress=combine(cb, stream))
+        jax.block_until_ready(state)
+    finally:
+        stream.close()
     timings["train_seconds"] = time.perf_counter() - t0
     timings["load_average_after_train"] = _loadavg()
     log(f"training: done in {timings['train_seconds']:.1f} s (compilation included)")
