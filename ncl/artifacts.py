@@ -7,7 +7,9 @@
   :class:`~ncl.diagnostics.Diagnostics` array, :func:`diagnostics_arrays`), ``hist_*``
   (the training history, :func:`history_arrays`), ``fig3_*`` (Fig. 3's runs and samples)
   and ``classifier_digits``; :data:`FIGURE_KEYS` must be present
-  (:func:`load_diagnostics_npz`);
+  (:func:`load_diagnostics_npz`); :data:`HELDOUT_KEYS` (the held-out log-likelihood per
+  model) are present when a held-out set was available (files written before them lack
+  them: the report and ``ncl figures --heldout`` then say so);
 * :func:`write_json` for ``config.json``.
 """
 from __future__ import annotations
@@ -57,6 +59,12 @@ FIGURE_KEYS = ("seeds", "n_hidden", "diag_loglik", "diag_loglik_err", "diag_sigm
                 "diag_self_transition_counts", "diag_self_transition_rb",
                 "fig3_index", "fig3_w", "fig3_wbar", "fig3_abar", "fig3_z",
                 "fig3_mean_images", "fig3_samples")
+
+
+HELDOUT_KEYS = ("diag_loglik_heldout", "diag_loglik_heldout_err", "diag_loglik_heldout_rb",
+                "diag_loglik_heldout_rb_err")
+"""The optional held-out arrays, ``(E,)`` each: exact LL given p̄ (counts / RB) on the
+held-out images, with jackknife errors."""
 
 
 def load_diagnostics_npz(out_dir) -> dict:

@@ -133,6 +133,11 @@ def share_interval(k: int, n: int) -> tuple[float, tuple[float, float]]:
     return k / n, (float(ci.low), float(ci.high))
 
 
+def _models(n: int, word: str = "model") -> str:
+    """``"1 model"``, ``"3 models"``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _decide(p_paper: float, p_opposite: float, n: int) -> tuple[str, int | None]:
     if p_paper < ALPHA:
         return SUPPORTED, None
@@ -171,7 +176,7 @@ def regimes_trend(level_label, sigma) -> Verdict:
     n, k = int(keep.sum()), len(np.unique(lab))
     if k < 2 or n < 3:
         return _untestable(REGIMES, test, "Kendall τ_b", n,
-                           f"{k} likelihood level(s) among {n} models: no trend to test")
+                           f"{k} likelihood level(s) among {_models(n)}: no trend to test")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         p_up = float(stats.kendalltau(lab, s, alternative="greater").pvalue)
@@ -214,7 +219,8 @@ def low_ll_low_sigma(low_mask, sigma, seeds) -> Verdict:
     seeds = np.asarray(seeds)
     exc = tuple(int(x) for x in seeds[low & ok][a > np.median(b)])
     return Verdict(LOW_LL, test, name, stat, ci, p_less, verdict, need, int(ok.sum()), exc,
-                   f"{a.size} low-LL models; exceptions: σ above the median σ of the others")
+                   f"{_models(a.size, 'low-LL model')}; exceptions: σ above the median σ "
+                   "of the others")
 
 
 LOW_KL_CLAIM = "low KL occurs only at large σ"
@@ -233,7 +239,7 @@ def low_kl_high_sigma(kl, sigma, seeds, threshold: float = LOW_KL) -> Verdict:
     name = "P(σ_lowKL > σ_other)"
     if a.size == 0 or b.size == 0:
         return _untestable(LOW_KL_CLAIM, test, name, int(ok.sum()),
-                           f"{a.size} of {int(ok.sum())} models have KL ≤ {threshold:g}: "
+                           f"KL ≤ {threshold:g} in {a.size} of {_models(int(ok.sum()))}: "
                            "no two groups to compare")
     p_greater = float(stats.mannwhitneyu(a, b, alternative="greater").pvalue)
     p_less = float(stats.mannwhitneyu(a, b, alternative="less").pvalue)
@@ -244,7 +250,7 @@ def low_kl_high_sigma(kl, sigma, seeds, threshold: float = LOW_KL) -> Verdict:
     rho = float(spearman_rho(s[ok], kl[ok])) if ok.sum() >= 3 else math.nan
     return Verdict(LOW_KL_CLAIM, test, name, float(superiority(a, b)), ci, p_greater, verdict,
                    need, int(ok.sum()), exc,
-                   f"{a.size} models with KL ≤ {threshold:g}; Spearman ρ(σ, KL) = {rho:+.2f}; "
+                   f"{_models(a.size)} with KL ≤ {threshold:g}; Spearman ρ(σ, KL) = {rho:+.2f}; "
                    "exceptions: σ below the median σ of the others")
 
 
@@ -258,7 +264,7 @@ def tau_grows_with_sigma(sigma, tau) -> Verdict:
     ok = np.isfinite(s) & np.isfinite(t)
     n = int(ok.sum())
     if n < 3:
-        return _untestable(TAU_TREND, test, "Spearman ρ", n, f"{n} models with finite σ, τ")
+        return _untestable(TAU_TREND, test, "Spearman ρ", n, f"{_models(n)} with finite σ, τ")
     s, t = s[ok], t[ok]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -288,13 +294,13 @@ def tau_scale(sigma, tau, seeds) -> Verdict:
     ok = np.isfinite(s)
     n = int(ok.sum())
     if n < 3:
-        return _untestable(TAU_SCALE, test, "median τ", n, f"{n} models with finite σ")
+        return _untestable(TAU_SCALE, test, "median τ", n, f"{_models(n)} with finite σ")
     idx = np.flatnonzero(ok)[np.argsort(s[ok], kind="mergesort")][-(n // 3):]
     top = t[idx]
     med, ci = median_interval(top)
     fin = np.isfinite(t)
     imax = int(np.argmax(np.where(fin, t, -np.inf))) if fin.any() else -1
-    note = (f"top tercile: {idx.size} models, τ quartiles "
+    note = (f"top tercile: {_models(idx.size)}, τ quartiles "
             f"{np.nanpercentile(top, 25):.1f} / {np.nanpercentile(top, 75):.1f}; "
             f"largest τ {t[imax]:.1f} (seed {int(np.asarray(seeds)[imax])})"
             if imax >= 0 else "no finite τ")

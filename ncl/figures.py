@@ -14,7 +14,8 @@ import numpy as np
 from ncl import plots
 from ncl.artifacts import CONFIG_FILE, load_diagnostics_npz, write_json
 from ncl.progress import Log
-from ncl.regimes import REGIME_SHORT, classify_regimes
+from ncl.analysis import ensemble_levels
+from ncl.regimes import level_names
 from ncl.sampling import sample_sequence
 
 
@@ -60,41 +61,69 @@ def self_transition_err_counts(transition_counts) -> np.ndarray:
     return np.sqrt(var.sum(-1)) / L
 
 
+def _level_names(labels, loglik) -> dict:
+    """The names (:func:`ncl.regimes.level_names`) of the levels in ``labels``, from the
+    mean LL of each labelled group."""
+    labels, ll = np.asarray(labels), np.asarray(loglik, np.float64)
+    k = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+    return level_names([float(np.mean(ll[labels == j])) if np.any(labels == j) else np.nan
+                        for j in range(k)])
+
+
 def make_figures(out_dir, estimator: str = "rb", log=None,
-                 formats: Sequence[str] = ("png", "pdf"), regimes=None) -> list[Path]:
+                 formats: Sequence[str] = ("png", "pdf"), levels=None,
+                 heldout: bool = False) -> list[Path]:
     """Figs. 2–4 from ``out_dir/diagnostics.npz`` (no JAX computation). Returns paths
     and records the time in ``out_dir/config.json`` (``timings.figures_seconds``).
-    ``regimes``: the regime of each model (default: :func:`ncl.regimes.classify_regimes`
-    of the final log-likelihoods and σ_RB, as in the report's ``regime_labels``)."""
+    ``levels``: the likelihood level of each model, −1 for a straggler (default:
+    :func:`ncl.analysis.ensemble_levels`, as in the report's ``level_labels``); markers
+    and colours show the levels, named by :func:`ncl.regimes.level_names`.
+    ``heldout``: Fig. 2c shows the held-out log-likelihood instead of the training one
+    (a file without the held-out arrays is drawn with the training one, with a note)."""
     log = log or Log(True)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     A = load_diagnostics_npz(out_dir)
     seeds = A["seeds"]
-    L = int(A["n_hidden"])
     sig, sig_err, tau, tau_err = _pick(A, estimator)
-    if regimes is None:
-        regimes, _ = classify_regimes(A["diag_loglik"], A["diag_sigma_rb"])
-    regimes = np.asarray(regimes)
+    if levels is None:
+        levels = ensemble_levels(A)[0].label
+    levels = np.asarray(levels)
+    names = _level_names(levels, A["diag_loglik"])
     name = plots.ESTIMATOR_NAMES[estimator]
     paths = []
 
-    # the precise per-epoch log-likelihood, else the on-the-fly minibatch estimate (App. A3);
-    # figure2's loglik_label keeps its default either way (as before: unchanged figures)
+    # the precise per-epoch log-likelihood, else the on-the-fly minibatch estimate (App. A3)
     llh = A.get("hist_loglik_precise")
+    ll_label = "precise: exact given the epoch's p̄, all data"
     if llh is None or not np.isfinite(llh).any():
         llh = A["hist_loglik"]
+        ll_label = "on-the-fly minibatch estimate (no precise monitor)"
     sgh = A.get(f"hist_sigma_{estimator}")
     if sgh is None:
         sgh = np.full_like(llh, np.nan)
+    final_ll, final_err, final_label = A["diag_loglik"], A["diag_loglik_err"], None
+    held_note = ""
+    if heldout:
+        if "diag_loglik_heldout" in A:
+            final_ll, final_err = A["diag_loglik_heldout"], A["diag_loglik_heldout_err"]
+            final_label = "held-out"
+            held_note = (" (c): held-out log-likelihood (MNIST test images of the same "
+                         "digits), markers: levels of the training log-likelihood.")
+        else:
+            held_note = (" (c): training log-likelihood; this diagnostics.npz has no "
+                         "held-out arrays (rerun `ncl diagnose` to add them).")
+            log("figures: no held-out arrays in diagnostics.npz; Fig. 2c shows the "
+                "training log-likelihood")
     log("figures: fig2 ...")
     fig = plots.figure2(
-        llh, sgh, A["diag_loglik"], sig, A["diag_loglik_err"], sig_err, seeds=seeds,
-        estimator=estimator, regimes=regimes, regime_names=REGIME_SHORT,
+        llh, sgh, final_ll, sig, final_err, sig_err, seeds=seeds,
+        estimator=estimator, regimes=levels, regime_names=names, loglik_label=ll_label,
+        final_label=final_label,
         caption=(f"(a, b) per-epoch values monitored on the training chain (σ from its "
                  f"{name} M). (c) and the colours: final values from the diagnostics "
-                 f"(long chains; jackknife error bars). Markers: regimes, grouped by 1-D "
-                 f"k-means of the final log-likelihood (see REPORT.md)."))
+                 f"(long chains; jackknife error bars). Markers: likelihood levels found "
+                 f"from the data (see REPORT.md)." + held_note))
     paths += plots.save_figure(fig, out_dir / "fig2", formats)
 
     log("figures: fig3 ...")
@@ -129,7 +158,8 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
                              if "diag_self_transition_counts_err" in A
                              else self_transition_err_counts(A["diag_transition_counts"])),
         self_transition_alt=st_rb, alt_label="Tr(M)/L, Rao–Blackwellised M",
-        n_hidden=L, estimator=estimator, regimes=regimes, regime_names=REGIME_SHORT,
+        n_hidden=int(A["diag_p_bar"].shape[1]), estimator=estimator, regimes=levels,
+        regime_names=names,
         caption=("(a) KL of eq. (22), P_e floored at 1e-3 (values below 1e-6 drawn at 1e-6); "
                  "(b) τ = −1/ln|λ₂| of the "
                  f"{name} M; (c) dots: count estimate of Tr(M)/L with "

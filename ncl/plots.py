@@ -105,7 +105,35 @@ def _regime_name(r, names) -> str:
     r = int(r)
     if names is not None and r in names:
         return str(names[r])
-    return f"regime {r}"
+    return "no level" if r < 0 else f"regime {r}"
+
+
+def _group_color(r) -> str:
+    """The colour of group (level) ``r``; −1 (a straggler) is grey."""
+    return "0.6" if int(r) < 0 else f"C{int(r) % 10}"
+
+
+def _has_positive(*arrays) -> bool:
+    """Whether any array holds a finite positive value (a log axis needs one)."""
+    for a in arrays:
+        a = np.asarray(a, np.float64)
+        if np.any(np.isfinite(a) & (a > 0)):
+            return True
+    return False
+
+
+def _outside_legend(fig: Figure, axes):
+    """One legend for ``axes`` right of the panels, so it hides no point (duplicate
+    labels merged)."""
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if labels:
+        fig.legend([handles[k] for k in labels], labels, loc="outside right upper",
+                   frameon=False, fontsize=7.5)
 
 
 def _caption(fig: Figure, text: str, y: float = -0.01):
@@ -118,7 +146,7 @@ def figure2(loglik_history, sigma_history, final_loglik, final_sigma,
             final_loglik_err=None, final_sigma_err=None, *, seeds=None,
             estimator: str = "rb", regimes=None, regime_names=None, epochs=None,
             loglik_label: str = "precise: exact given the epoch's p̄, all data",
-            caption: str | None = None) -> Figure:
+            caption: str | None = None, final_label: str | None = None) -> Figure:
     """Paper Fig. 2.
 
     Args:
@@ -134,6 +162,8 @@ def figure2(loglik_history, sigma_history, final_loglik, final_sigma,
       epochs: ``(E,)`` epoch numbers (default 1..E).
       loglik_label: how the per-epoch log-likelihood was computed (y label of (a)).
       caption: extra text under the figure.
+      final_label: what the final log-likelihood of (c) is (e.g. ``"held-out"``; default:
+        the training log-likelihood).
     """
     _check_estimator(estimator)
     ll_h = np.atleast_2d(np.asarray(loglik_history, np.float64))
@@ -162,7 +192,11 @@ def figure2(loglik_history, sigma_history, final_loglik, final_sigma,
         ax_a.set_xlabel("epoch")
         ax_a.set_ylabel(f"{LOGLIK_LABEL}\n({loglik_label})", fontsize=8)
         ax_a.set_title("(a) log-likelihood during training", loc="left")
-        ax_b.set_yscale("log")
+        if _has_positive(sg_h):
+            ax_b.set_yscale("log")
+        else:
+            ax_b.text(0.5, 0.5, "no per-epoch σ recorded", ha="center", va="center",
+                      transform=ax_b.transAxes, color="0.4")
         ax_b.set_xlabel("epoch")
         ax_b.set_ylabel(SIGMA_LABEL)
         ax_b.set_title(f"(b) σ during training ({'RB' if estimator == 'rb' else 'counts'})",
@@ -193,12 +227,14 @@ def figure2(loglik_history, sigma_history, final_loglik, final_sigma,
                               textcoords="offset points", fontsize=7, ha="center", va=va,
                               arrowprops=dict(arrowstyle="-", lw=0.5, color="0.3"))
             ax_c.margins(y=0.1)
-        ax_c.set_xscale("log")
+        if _has_positive(fs_plot):
+            ax_c.set_xscale("log")
         ax_c.set_xlabel(f"final {SIGMA_LABEL}")
-        ax_c.set_ylabel(f"final {LOGLIK_LABEL}")
-        ax_c.set_title("(c) final log-likelihood vs σ", loc="left")
+        which = "" if final_label is None else f"{final_label} "
+        ax_c.set_ylabel(f"final {which}{LOGLIK_LABEL}")
+        ax_c.set_title(f"(c) final {which}log-likelihood vs σ", loc="left")
         if regimes is not None or fs_clipped.any():
-            ax_c.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none")
+            _outside_legend(fig, [ax_c])
         sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
         cb = fig.colorbar(sm, ax=[ax_a, ax_b, ax_c], pad=0.01, aspect=30)
         cb.set_label(f"final {SIGMA_LABEL}")
@@ -355,7 +391,7 @@ def figure4(sigma, kl, tau, self_transition, *, sigma_err=None, kl_err=None, tau
     tau = np.asarray(tau, np.float64)
     st = np.asarray(self_transition, np.float64)
     reg = np.zeros(n, int) if regimes is None else np.asarray(regimes, int)
-    colors = np.array([f"C{int(r) % 10}" for r in reg])
+    colors = np.array([_group_color(r) for r in reg])
     xerr = _err(sigma_err, n)
     name = ESTIMATOR_NAMES[estimator]
 
@@ -373,12 +409,19 @@ def figure4(sigma, kl, tau, self_transition, *, sigma_err=None, kl_err=None, tau
                 ax.scatter(s[m], y[m], c=colors[m], s=24, edgecolors="k", linewidths=0.4,
                            zorder=2,
                            label=None if regimes is None else _regime_name(r, regime_names))
-            ax.set_xscale("log")
+            if _has_positive(s):
+                ax.set_xscale("log")
             ax.set_xlabel(SIGMA_LABEL)
             ax.set_ylabel(ylabel)
             ax.set_title(title, loc="left")
 
-        if kl_log:
+        if not np.isfinite(kl).any():
+            ax_a.set_xlabel(SIGMA_LABEL)
+            ax_a.set_ylabel("KL(P_D ‖ P_e) (nats)")
+            ax_a.set_title("(a) class fidelity, eq. (22)", loc="left")
+            ax_a.text(0.5, 0.5, "KL n/a (no digit classifier\nfor these hidden units)",
+                      ha="center", va="center", transform=ax_a.transAxes, color="0.4")
+        elif kl_log:
             kl_plot = np.where(np.isfinite(kl), np.maximum(kl, kl_floor), np.nan)
             kl_e = _err(kl_err, n)
             if kl_e is not None:  # asymmetric bars that stay above the floor
@@ -404,7 +447,6 @@ def figure4(sigma, kl, tau, self_transition, *, sigma_err=None, kl_err=None, tau
         if (~finite).any():
             ax_b.scatter(s[~finite], tau_plot[~finite], s=60, marker="^", facecolors="none",
                          edgecolors="r", zorder=3, label="τ = ∞ (periodic), drawn at top")
-            ax_b.legend(loc="upper left", frameon=False)
 
         panel(ax_c, st, self_transition_err, "⟨M_zz⟩ = Tr(M)/L",
               "(c) mean self-transition, eq. (24)")
@@ -415,9 +457,7 @@ def figure4(sigma, kl, tau, self_transition, *, sigma_err=None, kl_err=None, tau
                          label=alt_label or "other estimator")
         top_c = max(1.0 / n_hidden, float(np.nanmax(st)) if np.isfinite(st).any() else 0.0)
         ax_c.set_ylim(0.0, 1.45 * top_c)
-        ax_c.legend(loc="upper right", frameon=False, ncol=2, fontsize=7)
-        if regimes is not None:
-            ax_a.legend(loc="lower left", frameon=False, fontsize=7)
+        _outside_legend(fig, [ax_a, ax_b, ax_c])
         if s_clip.any():
             for ax in (ax_a, ax_b, ax_c):
                 ax.text(0.99, 0.01, "σ = 0 or ∞ drawn at the axis limit", ha="right",

@@ -1,30 +1,51 @@
-"""The paper's three regimes of trained models (Fig. 2c) and the cycle structure of a
-hidden transition matrix (NumPy only).
+"""Names of the likelihood levels (the one naming table of the figure legends and the
+report), the k-means regimes (a cross-check) and the cycle structure of a hidden transition
+matrix (NumPy only).
 
-* :data:`REGIMES` — the one naming table of the regimes: each regime's ``name`` (the
-  paper's description, used in ``REPORT.md`` and in :func:`classify_regimes`'s info) and
-  its ``legend`` (the group as the default grouping finds it — by log-likelihood level —
-  used in the figure legends); :data:`REGIME_NAMES` and :data:`REGIME_SHORT` are those
-  two columns;
-* :func:`classify_regimes` (with :func:`log_sigma_feature`), :func:`cycle_structure`.
+* :func:`level_names` — the name of each likelihood level found by
+  :func:`ncl.levels.find_levels` (``"level 1 (-152.4)"``: numbered by increasing mean
+  log-likelihood, the mean in the name) and :data:`STRAGGLER_NAME`; figures and
+  ``REPORT.md`` both use it;
+* :func:`classify_regimes` (with :func:`log_sigma_feature`): the older k = 3 k-means
+  grouping, kept as a cross-check (the report's levels come from ``ncl.levels``);
+  :data:`REGIME_NAMES` are the paper's three regimes;
+* :func:`cycle_structure`.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
 from ncl.stats import kmeans, kmeans_1d
 
+STRAGGLER_NAME = "straggler (no level)"
+"""The name of a model that sits on no likelihood level (label −1)."""
+
+
+def level_name(index: int, mean: float) -> str:
+    """``"level {index + 1} ({mean:.1f})"``; ``index`` −1: :data:`STRAGGLER_NAME`."""
+    if int(index) < 0:
+        return STRAGGLER_NAME
+    return f"level {int(index) + 1} ({float(mean):.1f})"
+
+
+def level_names(means: Sequence[float]) -> dict:
+    """``{level index: name}`` for levels of increasing mean log-likelihood ``means``,
+    with ``-1`` → :data:`STRAGGLER_NAME` (the one naming table of figures and report)."""
+    out = {j: level_name(j, m) for j, m in enumerate(means)}
+    out[-1] = STRAGGLER_NAME
+    return out
+
+
 REGIMES = (
-    # numeral, name (paper's description: report), legend (LL group: figures)
-    ("(i)", "low log-likelihood, low σ", "low-LL group"),
-    ("(ii)", "high log-likelihood, intermediate σ", "middle-LL group"),
-    ("(iii)", "high log-likelihood, high σ", "high-LL group"),
+    # numeral, the paper's description
+    ("(i)", "low log-likelihood, low σ"),
+    ("(ii)", "high log-likelihood, intermediate σ"),
+    ("(iii)", "high log-likelihood, high σ"),
 )
-"""Regime 0, 1, 2 as ``(numeral, name, legend)``. The legend names the group the default
-1-D grouping by log-likelihood finds; the name is the paper's regime that group should be
-if the run agrees with the paper (``classify_regimes(...)[1]["paper_like"]``)."""
-REGIME_NAMES = {r: f"{num} {name}" for r, (num, name, _) in enumerate(REGIMES)}
-REGIME_SHORT = {r: f"{num} {legend}" for r, (num, _, legend) in enumerate(REGIMES)}
+"""The paper's regimes 0, 1, 2 as ``(numeral, description)``."""
+REGIME_NAMES = {r: f"{num} {name}" for r, (num, name) in enumerate(REGIMES)}
 
 
 def log_sigma_feature(sigma, floor: float = 1e-4) -> np.ndarray:

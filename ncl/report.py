@@ -1,7 +1,7 @@
-"""The report of a reproduction: the numbers behind each claim of the paper
-(:func:`analyse`), ``REPORT.md`` (:func:`render_report`, one function per section;
-:func:`write_report`) and the per-seed table ``metrics.csv`` (:func:`metrics_rows`,
-:func:`write_metrics_csv`, :func:`read_metrics_csv`). NumPy only.
+"""The report of a reproduction: ``REPORT.md`` (:func:`render_report`, one function per
+section; :func:`write_report`) from the numbers of :func:`ncl.analysis.analyse`, and the
+per-seed table ``metrics.csv`` (:func:`metrics_rows`, :func:`write_metrics_csv`,
+:func:`read_metrics_csv`). NumPy only; every statistic comes from :mod:`ncl.claims`.
 """
 from __future__ import annotations
 
@@ -12,197 +12,250 @@ from pathlib import Path
 
 import numpy as np
 
+from ncl.analysis import DISAGREE_WHY, analyse
 from ncl.artifacts import CONFIG_FILE, REPORT_FILE, load_diagnostics_npz
-from ncl.regimes import REGIME_NAMES, classify_regimes, cycle_structure
-from ncl.stats import rankdata, spearman
 
-LOW_KL_THRESHOLDS = (1e-2, 1e-3)
-"""KL values (nats) at or below which a model counts as "low KL" in the report."""
+__all__ = ["analyse", "render_report", "write_report", "metrics_rows", "write_metrics_csv",
+           "read_metrics_csv"]
 
 
-# ----------------------------------------------------------------------------- analysis
+# ----------------------------------------------------------------------------- formatting
 
-def _terciles(x):
-    """Indices of the lower, middle and upper third of ``x`` (by rank)."""
-    order = np.argsort(rankdata(x), kind="mergesort")
-    return np.array_split(order, 3)
-
-
-def _regime_table(info: dict) -> list[dict]:
-    return [dict(regime=int(r), **v) for r, v in sorted(info["regimes"].items(),
-                                                         key=lambda kv: int(kv[0]))]
-
-
-def analyse(arrays: dict) -> dict:
-    """Numbers behind each claim of the paper (docs/model.md, "What the paper reports"), from the
-    arrays of ``diagnostics.npz``. σ is the Rao–Blackwellised estimate unless a key says
-    ``counts``."""
-    g = lambda k: arrays.get(f"diag_{k}")  # noqa: E731
-    seeds = np.asarray(arrays["seeds"])
-    ll = np.asarray(g("loglik"), np.float64)
-    s_rb = np.asarray(g("sigma_rb"), np.float64)
-    s_c = np.asarray(g("sigma_counts"), np.float64)
-    tau_rb = np.asarray(g("tau_rb"), np.float64)
-    tau_c = np.asarray(g("tau_counts"), np.float64)
-    kl = None if g("kl") is None else np.asarray(g("kl"), np.float64)
-    st_c = np.asarray(g("self_transition_counts"), np.float64)
-    st_rb = np.asarray(g("self_transition_rb"), np.float64)
-    L = int(arrays["n_hidden"])
-    S = ll.size
-    regimes, info = classify_regimes(ll, s_rb, method="loglik-1d")
-    regimes2, info2 = classify_regimes(ll, s_rb, method="kmeans-2d")
-    out = {"n_models": S, "L": L, "regimes": info, "regimes_2d": info2,
-           "regime_labels": regimes.tolist(), "regime_labels_2d": regimes2.tolist()}
-
-    low, high = regimes == 0, regimes != 0
-    both = low.any() and high.any()
-    nan = float("nan")
-    out["low_ll_only_at_low_sigma"] = dict(
-        n_low=int(low.sum()),
-        low_sigma_rb_range=[float(s_rb[low].min()), float(s_rb[low].max())] if low.any()
-        else [nan, nan],
-        high_sigma_rb_range=[float(s_rb[high].min()), float(s_rb[high].max())] if high.any()
-        else [nan, nan],
-        low_sigma_rb_median=float(np.median(s_rb[low])) if low.any() else nan,
-        high_sigma_rb_median=float(np.median(s_rb[high])) if high.any() else nan,
-        n_low_above_min_high=int(np.sum(s_rb[low] > s_rb[high].min())) if both else 0,
-        n_high_below_max_low=int(np.sum(s_rb[high] < s_rb[low].max())) if both else 0,
-        separated=bool(both and s_rb[low].max() < s_rb[high].min()),
-        low_sigma_counts_range=[float(s_c[low].min()), float(s_c[low].max())] if low.any()
-        else [nan, nan],
-        high_sigma_counts_range=[float(s_c[high].min()), float(s_c[high].max())]
-        if high.any() else [nan, nan],
-        separated_counts=bool(both and s_c[low].max() < s_c[high].min()))
-
-    terc = []
-    for part, idx in zip(("lowest", "middle", "highest"), _terciles(s_rb)):
-        if idx.size == 0:
-            continue
-        row = dict(part=part, n=int(idx.size),
-                   sigma_range=[float(s_rb[idx].min()), float(s_rb[idx].max())],
-                   loglik_median=float(np.median(ll[idx])), loglik_min=float(ll[idx].min()),
-                   n_low_ll=int(np.sum(low[idx])),
-                   tau_median=float(np.median(tau_rb[idx])),
-                   trM_median=float(np.median(st_c[idx])))
-        if kl is not None:
-            row.update(kl_median=float(np.median(kl[idx])), kl_max=float(kl[idx].max()))
-        terc.append(row)
-    out["sigma_terciles"] = terc
-
-    if kl is not None:
-        med = float(np.median(s_rb))
-        thr = []
-        for t in LOW_KL_THRESHOLDS:
-            m = kl <= t
-            thr.append(dict(threshold=t, n=int(m.sum()),
-                            n_above_median_sigma=int(np.sum(m & (s_rb > med))),
-                            min_sigma=float(s_rb[m].min()) if m.any() else nan,
-                            per_regime=[int(np.sum(m & (regimes == r))) for r in range(3)]))
-        out["low_kl"] = dict(median_sigma=med, kl_range=[float(kl.min()), float(kl.max())],
-                             thresholds=thr,
-                             kl_median_per_regime=[float(np.median(kl[regimes == r]))
-                                                   if np.any(regimes == r) else nan
-                                                   for r in range(3)])
-
-    def tau_max(t):
-        fin = np.isfinite(t)
-        if not fin.any():
-            return nan, -1
-        i = int(np.argmax(np.where(fin, t, -np.inf)))
-        return float(t[i]), i
-
-    tmax, imax = tau_max(tau_rb)
-    tcmax, _ = tau_max(tau_c)
-    top = _terciles(s_rb)[-1]
-    out["tau"] = dict(max_tau_rb=tmax, max_tau_rb_seed=int(seeds[imax]) if imax >= 0 else -1,
-                      max_tau_rb_err=float(g("tau_rb_err")[imax]) if imax >= 0 else nan,
-                      max_tau_counts=tcmax,
-                      median_tau_rb_top_tercile=float(np.median(tau_rb[top])),
-                      n_tau_rb_above_50=int(np.sum(tau_rb > 50)),
-                      n_infinite_rb=int((~np.isfinite(tau_rb)).sum()),
-                      n_infinite_counts=int((~np.isfinite(tau_c)).sum()))
-    out["self_transition"] = dict(
-        inv_L=1.0 / L, n_below_counts=int(np.sum(st_c < 1.0 / L)),
-        n_below_rb=int(np.sum(st_rb < 1.0 / L)), max_counts=float(st_c.max()),
-        max_rb=float(st_rb.max()))
-    sp = {"sigma_rb_vs_loglik": spearman(s_rb, ll),
-          "sigma_rb_vs_kl": spearman(s_rb, kl) if kl is not None else nan,
-          "sigma_rb_vs_tau_rb": spearman(s_rb, tau_rb),
-          "sigma_rb_vs_trM_counts": spearman(s_rb, st_c),
-          "sigma_counts_vs_loglik": spearman(s_c, ll),
-          "sigma_counts_vs_kl": spearman(s_c, kl) if kl is not None else nan,
-          "sigma_counts_vs_tau_counts": spearman(s_c, tau_c),
-          "sigma_rb_vs_sigma_counts": spearman(s_rb, s_c)}
-    out["spearman"] = sp
-
-    ud = g("unit_digit")
-    p_bar = np.asarray(g("p_bar"), np.float64)
-    M_rb = np.exp(np.asarray(g("log_M_rb"), np.float64))
-    runs = []
-    for i in range(S):
-        cyc = cycle_structure(M_rb[i])
-        r = dict(seed=int(seeds[i]), loglik=float(ll[i]), sigma_rb=float(s_rb[i]),
-                 regime=int(regimes[i]), p_min=float(p_bar[i].min()),
-                 p_max=float(p_bar[i].max()), single_cycle=cyc["single_cycle"],
-                 dominant_fraction=cyc["dominant_fraction"], successor=cyc["successor"])
-        if ud is not None:
-            n_cls = len(arrays.get("classifier_digits", [0, 1, 2]))
-            idx = np.searchsorted(np.asarray(arrays.get("classifier_digits", [0, 1, 2])),
-                                  np.asarray(ud[i]))
-            counts = np.bincount(idx, minlength=n_cls)
-            r["units_per_digit"] = counts.tolist()
-            r["two_per_digit"] = bool(L == 2 * n_cls and np.all(counts == 2))
-        runs.append(r)
-    out["runs"] = runs
-    out["best"], out["worst"] = runs[int(np.argmax(ll))], runs[int(np.argmin(ll))]
-    per_regime = []
-    for r in range(int(regimes.max()) + 1):
-        m = [run for run, lab in zip(runs, regimes) if lab == r]
-        per_regime.append(dict(
-            regime=r, n=len(m), n_single_cycle=sum(x["single_cycle"] for x in m),
-            n_two_per_digit=sum(x.get("two_per_digit", False) for x in m),
-            n_near_uniform=sum(x["p_max"] - x["p_min"] < 0.05 for x in m)))
-    out["structure_per_regime"] = per_regime
-    return out
+def _x(v, spec=".3g", na="n/a") -> str:
+    """A number, or ``na`` where it cannot exist."""
+    if v is None:
+        return na
+    v = float(v)
+    if math.isnan(v):
+        return na
+    if math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    return format(v, spec)
 
 
-def _yn(b):
-    return "**yes**" if b else "**no**"
+def _iv(iv, spec=".3g", na="n/a (too few models)") -> str:
+    return na if iv is None else f"[{_x(iv[0], spec)}, {_x(iv[1], spec)}]"
 
 
-def _fmt_range(r, fmt=".3g"):
-    return f"{r[0]:{fmt}} … {r[1]:{fmt}}"
+def _med(d, spec=".3g") -> str:
+    """``median [interval]`` of an :func:`ncl.analysis._median` dict."""
+    if d is None or d.get("value") is None:
+        return "n/a (no finite values)"
+    return f"{_x(d['value'], spec)} {_iv(d['interval'], spec)}"
+
+
+def _n(k: int, word: str = "model") -> str:
+    return f"{k} {word}" + ("" if k == 1 else "s")
+
+
+def _seeds(seeds, limit: int = 24) -> str:
+    if not seeds:
+        return "none"
+    s = ", ".join(str(v) for v in seeds[:limit])
+    return s + (f" and {len(seeds) - limit} more" if len(seeds) > limit else "")
 
 
 # ----------------------------------------------------------------------------- REPORT.md
 
 def _header(summary: dict, cfg: dict) -> list[str]:
     """Title, protocol and diagnostics settings."""
-    tc = cfg["train_config"]
-    dc = cfg["diagnostics_config"]
-    S, L = summary["n_models"], summary["L"]
+    tc, dc = cfg["train_config"], cfg["diagnostics_config"]
+    S, L = summary["n_models"], summary["n_hidden"]
     src = cfg["data"].get("source") or f"digits {cfg['data'].get('digits')}"
-    lines = [
-        "# Reproduction of Baiesi & Rosso, Sect. IV (Figs. 2–4)",
-        "",
-        f"{S} models (seeds {cfg['seeds'][0]}..{cfg['seeds'][-1]}), L = {L} "
-        f"{tc['model']['hidden']} hidden units (recognition `{tc['model']['recognition']}`), "
+    seeds = cfg.get("seeds") or summary["seeds"]
+    seed_txt = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
+    held = cfg.get("heldout") or {}
+    held_txt = (f"held-out set: {held['n_images']} images ({held.get('source', '')})"
+                if held.get("n_images") else
+                f"held-out set: none ({held.get('reason', 'not recorded')})")
+    return [
+        "# Reproduction of Baiesi & Rosso, Sect. IV (Figs. 2–4)", "",
+        f"{_n(S)} ({seed_txt}), L = {L} {tc['model']['hidden']} hidden units "
+        f"({summary['n_states']} hidden states; recognition `{tc['model']['recognition']}`), "
         f"T = {tc['chain_length']}, {tc['epochs']} epochs × {tc['steps_per_epoch']} steps, "
         f"RMSprop lr {tc['learning_rate']}, minibatch {tc['batch_min']} → {tc['batch_max']}, "
-        f"data: {cfg['data'].get('n_samples', '?')} images ({src}).",
-        "",
+        f"data: {cfg['data'].get('n_samples', '?')} images ({src}); {held_txt}.", "",
         f"Diagnostics per model: {dc['n_chains']} chains from random data points, "
         f"{dc['burn_in']} double steps of burn-in each, {dc['n_steps']} recorded double steps "
         f"in total; Rao–Blackwellised (RB) M from K = {dc['rb_samples']} samples per state. "
-        f"Error bars: delete-one-group jackknife over the {dc['n_chains']} chains (count "
-        f"quantities) or RB batches. Log-likelihood (LL): exact given p̄, averaged over all "
-        f"data, in nats per image. σ in nats per double step, τ in double steps. σ is the "
-        f"**Rao–Blackwellised** estimate unless marked \"counts\" (the paper's count "
-        f"estimate leaves out zero-count pairs and is biased low for near-deterministic "
-        f"cycles; both are in `metrics.csv`). KL: eq. (22) with the shipped classifier "
-        f"applied to each unit's mean image, P_e floored at {dc['p_floor']}.",
-        "",
-    ]
+        f"Per-model error bars: delete-one-group jackknife over the chains (count "
+        f"quantities) or RB batches. Log-likelihood (LL): exact given p̄, in nats per image "
+        f"(training data; held-out: the MNIST test images of the same digits). σ in nats "
+        f"per double step, τ in double steps. KL: eq. (22) with the shipped classifier, "
+        f"P_e floored at {dc['p_floor']}.", "",
+        "Every claim is tested as the paper states it, with a rule fixed before looking at "
+        "the data (`ncl.claims`): a one-sided test in the paper's direction at α = 0.05 "
+        "(**supported**), the same test in the opposite direction (**contradicted**), or "
+        "neither (**undecided at this ensemble size**, with the number of seeds that would "
+        "decide it at 80 % power if the effect is as large as measured). Ensemble-level "
+        "numbers carry 95 % bootstrap intervals over seeds (`scipy.stats.bootstrap`, BCa) "
+        "or Wilson intervals for shares. The paper's figures use the **count** estimator "
+        "of M, so each claim is tested with it first and with the RB estimator beside it.",
+        ""]
+
+
+def _verdict_cell(v: dict) -> str:
+    if v["statistic"] is None:
+        return f"{v['verdict']}: n/a ({v['note'] or 'untestable'})"
+    p = "" if v["p_value"] is None else f", p = {_x(v['p_value'], '.2g')}"
+    cell = (f"{v['statistic_name']} = {_x(v['statistic'])} "
+            f"{_iv(v['interval'], na='(no interval: too few models)')}{p}: **{v['verdict']}**")
+    if v["seeds_to_decide"]:
+        cell += f" (≈ {v['seeds_to_decide']} seeds would decide it)"
+    return cell
+
+
+def _claims(summary: dict, cfg: dict) -> list[str]:
+    """The table of the paper's claims: test, statistic, interval, verdict (counts, RB)."""
+    lines = ["## Claims of the paper vs this run", "",
+             "| paper (docs/model.md, What the paper reports) | test | counts M (the "
+             "paper's) | RB M | exceptions (seeds; counts / RB) |", "|---|---|---|---|---|"]
+    for c in summary["claims"]:
+        vc, vr = c["counts"], c["rb"]
+        exc = f"{_seeds(vc['exceptions'], 12)} / {_seeds(vr['exceptions'], 12)}"
+        lines.append(f"| {c['claim']} | {vc['test']} | {_verdict_cell(vc)} | "
+                     f"{_verdict_cell(vr)} | {exc} |")
+    lines.append("")
+    notes = [f"* {c['claim']}: {c['counts']['note']}" for c in summary["claims"]
+             if c["counts"]["note"] and c["counts"]["statistic"] is not None]
+    if notes:
+        lines += ["Notes (counts estimator):", ""] + notes + [""]
+    dis = [c for c in summary["claims"] if c["disagreement"]]
+    if dis:
+        lines += ["Where the two estimators disagree:", ""]
+        lines += [f"* {c['claim']}: counts **{c['counts']['verdict']}**, RB "
+                  f"**{c['rb']['verdict']}**." for c in dis]
+        lines += ["", DISAGREE_WHY, ""]
+    else:
+        lines += ["The count and RB estimators give the same verdict on every claim.", ""]
+    return lines
+
+
+def _levels_section(summary: dict, cfg: dict) -> list[str]:
+    """Every likelihood level (Fig. 2c), with shares, σ and held-out LL; the stragglers."""
+    lines = ["## Likelihood levels (Fig. 2c)", "",
+             f"Levels found from the data, numbered by increasing mean LL: "
+             f"{summary['levels_rule']} (floor: the median jackknife error of the LL, "
+             f"{_x(summary['spread_floor'], '.2g')} nats). The low-likelihood group of the "
+             f"claims is the lowest level and the stragglers below its top.", ""]
+    if not summary["levels"]:
+        lines += [f"No level: no two of the {_n(summary['n_models'])} share a likelihood "
+                  "value within the spread, so every model is a straggler.", ""]
+    else:
+        lines += ["| level | mean LL | SD | LL range | models | share [95 % Wilson] | "
+                  "median σ counts [95 %] | median σ RB [95 %] | median held-out LL [95 %] |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for lev in summary["levels"]:
+            sh = lev["share"]
+            held = "n/a (no held-out set)" if lev["heldout"] is None else _med(lev["heldout"],
+                                                                               ".2f")
+            lines.append(f"| {lev['name']} | {lev['mean']:.2f} | {lev['sd']:.3f} | "
+                         f"{lev['low']:.2f} … {lev['high']:.2f} | {lev['n']} | "
+                         f"{sh['value']:.2f} {_iv(sh['interval'], '.2f')} | "
+                         f"{_med(lev['sigma_counts'])} | {_med(lev['sigma_rb'])} | {held} |")
+        lines.append("")
+    st = summary["stragglers"]
+    if st:
+        lines += [f"Stragglers ({_n(len(st))} on no level):", "",
+                  "| seed | LL | σ counts | σ RB |", "|---|---|---|---|"]
+        lines += [f"| {r['seed']} | {_x(r['loglik'], '.2f')} | {_x(r['sigma_counts'])} | "
+                  f"{_x(r['sigma_rb'])} |" for r in st]
+    else:
+        lines.append("Stragglers: none.")
+    lines.append("")
+    return lines
+
+
+def _heldout_section(summary: dict, cfg: dict) -> list[str]:
+    """Train vs held-out log-likelihood: per level, the gap, against σ."""
+    h = summary["heldout"]
+    lines = ["## Held-out log-likelihood", ""]
+    if h is None:
+        reason = (cfg.get("heldout") or {}).get("reason") or "diagnostics.npz has no held-out keys"
+        return lines + [f"n/a ({reason}).", ""]
+    lines += [f"Exact LL given p̄ (count estimate of p̄) on the held-out images, per model "
+              f"(median jackknife error {_x(h['err_median'], '.2g')} nats). Medians over "
+              "models with 95 % bootstrap intervals; gap = train − held-out.", "",
+              "| group | models | train LL | held-out LL | gap |", "|---|---|---|---|---|",
+              f"| all models | {h['n']} | {_med(h['train'], '.2f')} | "
+              f"{_med(h['heldout'], '.2f')} | {_med(h['gap'], '.3f')} |"]
+    for r in h["per_level"]:
+        lines.append(f"| {r['name']} | {r['n']} | {_med(r['train'], '.2f')} | "
+                     f"{_med(r['heldout'], '.2f')} | {_med(r['gap'], '.3f')} |")
+    lines.append("")
+    for label, k in (("train LL vs held-out LL", "rho_train_heldout"),
+                     ("σ counts vs held-out LL", "rho_sigma_counts"),
+                     ("σ RB vs held-out LL", "rho_sigma_rb")):
+        r = h[k]
+        val = (f"{_x(r['value'], '+.2f')} {_iv(r['interval'], '+.2f')}" if r["value"]
+               is not None else f"n/a ({r['reason']})")
+        lines.append(f"* Spearman ρ, {label}: {val}")
+    lines.append("")
+    return lines
+
+
+def _tau_section(summary: dict, cfg: dict) -> list[str]:
+    """τ in the high-σ regime: its distribution, and the maximum apart (Fig. 4b)."""
+    lines = ["## τ (Fig. 4b)", "",
+             "The paper's \"τ up to about 50\" is read as the typical τ of the high-σ models "
+             "(the top σ tercile); the largest τ is reported apart (the maximum of many "
+             "draws is not a typical value).", "",
+             "| estimator | top-tercile models | smallest σ there | median τ [95 %] | "
+             "quartiles | largest τ (seed) | τ = ∞ |", "|---|---|---|---|---|---|---|"]
+    for e, t in summary["tau"].items():
+        mx = t["max"]
+        mx_txt = ("n/a (no finite τ)" if mx is None else
+                  f"{mx['value']:.1f} ± {_x(mx['err'], '.1f')} (seed {mx['seed']})")
+        if t["top"] is None:
+            lines.append(f"| {e} | n/a ({t['reason']}) | n/a | n/a | n/a | {mx_txt} | "
+                         f"{t['n_infinite']} |")
+            continue
+        top = t["top"]
+        lines.append(f"| {e} | {top['n']} | {_x(top['sigma_min'])} | "
+                     f"{_med(top['median'], '.1f')} | {_x(top['q25'], '.1f')} … "
+                     f"{_x(top['q75'], '.1f')} | {mx_txt} | {t['n_infinite']} |")
+    lines.append("")
+    return lines
+
+
+def _structure_section(summary: dict, cfg: dict) -> list[str]:
+    """Best and worst run, structure per level (Fig. 3)."""
+    L = summary["n_states"]
+    lines = ["## Structure of the runs (Fig. 3)", ""]
+    for tag, r in (("Best", summary["best"]), ("Worst", summary["worst"])):
+        s = (f"* {tag} run: seed {r['seed']} ({r['level_name']}), LL {_x(r['loglik'], '.2f')}, "
+             f"σ {_x(r['sigma_counts'])} (counts) / {_x(r['sigma_rb'])} (RB), "
+             f"p̄ {r['p_min']:.3f} … {r['p_max']:.3f}")
+        if "units_per_digit" in r:
+            s += f", hidden units per digit {r['units_per_digit']}"
+        s += (f", dominant successor of each state (RB M) {r['successor']} (at least "
+              f"{r['dominant_fraction']:.0%} of the row's off-diagonal mass), one {L}-cycle: "
+              f"{'yes' if r['single_cycle'] else 'no'} (RB), "
+              f"{'yes' if r['counts_single_cycle'] else 'no'} (counts).")
+        lines.append(s)
+    if summary["structure_per_level"]:
+        lines += ["", "| level | models | two units per digit | p̄ within 0.05 of uniform | "
+                  f"one {L}-cycle (counts M) | one {L}-cycle (RB M) |",
+                  "|---|---|---|---|---|---|"]
+        for r in summary["structure_per_level"]:
+            lines.append(f"| {r['name']} | {r['n']} | {r['n_two_per_digit']} | "
+                         f"{r['n_near_uniform']} | {r['n_single_cycle_counts']} | "
+                         f"{r['n_single_cycle_rb']} |")
+    lines.append("")
+    return lines
+
+
+def _correlations_section(summary: dict, cfg: dict) -> list[str]:
+    """Spearman rank correlations with bootstrap intervals."""
+    lines = ["## Spearman rank correlations (over all models)", "",
+             "| pair | ρ | 95 % bootstrap interval | models |", "|---|---|---|---|"]
+    for k, r in summary["correlations"].items():
+        if r["value"] is None:
+            lines.append(f"| {k} | n/a ({r['reason']}) | n/a | {r['n']} |")
+        else:
+            lines.append(f"| {k} | {r['value']:+.3f} | {_iv(r['interval'], '+.3f')} | "
+                         f"{r['n']} |")
+    lines.append("")
     return lines
 
 
@@ -210,249 +263,66 @@ def _timings(summary: dict, cfg: dict) -> list[str]:
     """Wall times, cores, devices, load average."""
     t = cfg.get("timings", {})
     S = summary["n_models"]
-    lines = [
-        "## Timings",
-        "",
-        "| step | wall time (s) |",
-        "|---|---|",
-    ]
+    lines = ["## Timings", "", "| step | wall time (s) |", "|---|---|"]
     total = 0.0
-    for k, name in (("train_seconds", "training, 36-seed vmapped program (incl. compilation)"
-                     if S == 36 else "training (incl. compilation)"),
+    for k, name in (("train_seconds", f"training, {S}-seed vmapped program (incl. "
+                                      "compilation)"),
                     ("diagnose_seconds", "diagnostics (incl. compilation)"),
                     ("figures_seconds", "figures (PNG + PDF)")):
         if t.get(k) is not None:
             lines.append(f"| {name} | {t[k]:.1f} |")
             total += float(t[k])
+    dev = t.get("train_devices")
+    dev_txt = (f"training sharded over {_n(int(dev), 'XLA CPU device')}" if dev is not None
+               else "training devices not recorded (diagnostics of a saved run)")
+    prov = cfg.get("provenance", {})
+
+    def la(k):
+        v = t.get(k)
+        return "not recorded" if v is None else ", ".join(str(x) for x in v)
+
     lines += [f"| **total** | **{total:.1f}** ({total / 60:.1f} min) |", "",
-              f"CPU cores: {cfg.get('cpu_count')}; training sharded over "
-              f"{t.get('train_devices', 'n/a')} XLA CPU device(s); ncl commit "
-              f"{cfg.get('provenance', {}).get('git_commit')}, JAX "
-              f"{cfg.get('provenance', {}).get('jax_version')}. Load average (1, 5, 15 min): "
-              f"at start "
-              f"{t.get('load_average_start', 'n/a')}, after training "
-              f"{t.get('load_average_after_train', 'n/a')}, after diagnostics "
-              f"{t.get('load_average_after_diagnose', 'n/a')}. A load above the core count means "
-              f"other jobs shared the machine, which inflates these times.", ""]
-    return lines
-
-
-def _claims(summary: dict, cfg: dict) -> list[str]:
-    """The table of the paper's claims next to this run's numbers."""
-    S, L = summary["n_models"], summary["L"]
-    reg = summary["regimes"]
-    lo = summary["low_ll_only_at_low_sigma"]
-    sp = summary["spearman"]
-    tau = summary["tau"]
-    st = summary["self_transition"]
-    lines = ["## Claims of the paper vs this run", "",
-             "| paper (docs/model.md, What the paper reports) | this run | agrees? |",
-             "|---|---|---|"]
-    rt = _regime_table(reg)
-    low_ll_verdict = ("**yes**" if lo["separated"] else
-                      "**mostly** (overlap at the boundary)"
-                      if lo["low_sigma_rb_median"] < lo["high_sigma_rb_range"][0] else "**no**")
-    tau_verdict = ("**yes** (trend); τ reaches ≈ " + format(tau["max_tau_rb"], ".0f")
-                   + ", about twice the paper"
-                   if sp["sigma_rb_vs_tau_rb"] > 0.3 and tau["max_tau_rb"] > 75
-                   else _yn(sp["sigma_rb_vs_tau_rb"] > 0.3))
-    b = summary["best"]
-    good_run = (b.get("two_per_digit", False) and b["single_cycle"]
-                and b["p_max"] - b["p_min"] < 0.1)
-    lines.append(
-        "| three regimes: (i) low LL & low σ, (ii) high LL & intermediate σ, (iii) high LL "
-        "& high σ | LL groups " + ", ".join(
-            f"{r['mean_loglik']:.2f} ({r['count']} models, median σ {r['median_sigma']:.3g})"
-            for r in rt) + f" | {_yn(reg['paper_like'])} |")
-    lines.append(
-        f"| low LL occurs only with small σ | σ of the {lo['n_low']} low-LL models "
-        f"{_fmt_range(lo['low_sigma_rb_range'])} (median {lo['low_sigma_rb_median']:.3g}); "
-        f"high-LL models {_fmt_range(lo['high_sigma_rb_range'])} (median "
-        f"{lo['high_sigma_rb_median']:.3g}); overlap: {lo['n_low_above_min_high']} low-LL "
-        f"above the smallest high-LL σ | "
-        f"{low_ll_verdict} |")
-    if "low_kl" in summary:
-        k = summary["low_kl"]
-        cells = "; ".join(f"KL ≤ {x['threshold']:g}: {x['n']} models (regimes i/ii/iii: "
-                          f"{'/'.join(map(str, x['per_regime']))}), smallest σ "
-                          f"{x['min_sigma']:.3g}, {x['n_above_median_sigma']} above the "
-                          f"median σ {k['median_sigma']:.3g}" for x in k["thresholds"])
-        parts = []
-        for x in k["thresholds"]:
-            frac = x["n_above_median_sigma"] / x["n"] if x["n"] else float("nan")
-            low_regime = x["per_regime"][0] if x["per_regime"] else 0
-            v = ("yes" if frac == 1.0 else
-                 "mostly" if frac >= 0.8 and low_regime == 0 else "no")
-            parts.append(f"**{v}** at KL ≤ {x['threshold']:g}")
-        verdict = "; ".join(parts)
-        lines.append(f"| low KL occurs only at large σ | {cells}; ρ(σ, KL) = "
-                     f"{sp['sigma_rb_vs_kl']:+.2f} | {verdict} |")
-    lines.append(
-        f"| τ grows with σ, up to about 50 double steps | ρ(σ, τ) = "
-        f"{sp['sigma_rb_vs_tau_rb']:+.2f}; largest τ = {tau['max_tau_rb']:.1f} ± "
-        f"{tau['max_tau_rb_err']:.1f} (seed {tau['max_tau_rb_seed']}); median τ in the top "
-        f"σ tercile {tau['median_tau_rb_top_tercile']:.1f}; {tau['n_tau_rb_above_50']} models "
-        f"with τ > 50 | {tau_verdict} |")
-    lines.append(
-        f"| ⟨M_zz⟩ = Tr(M)/L < 1/L for every model | {st['n_below_counts']} of {S} (counts M; "
-        f"max {st['max_counts']:.3f}), {st['n_below_rb']} of {S} (RB M; max "
-        f"{st['max_rb']:.3f}); 1/L = {st['inv_L']:.3f} | "
-        f"{_yn(st['n_below_counts'] == S and st['n_below_rb'] == S)} |")
-    lines.append(
-        f"| a good run: two units per digit, near-uniform p̄, one dominant off-diagonal "
-        f"entry per row (a cycle) | best run (seed {b['seed']}): units per digit "
-        f"{b.get('units_per_digit')}, p̄ {b['p_min']:.3f} … {b['p_max']:.3f}, dominant "
-        f"successors {b['successor']} (≥ {b['dominant_fraction']:.0%} of each row's "
-        f"off-diagonal mass), one {L}-cycle: {'yes' if b['single_cycle'] else 'no'} | "
-        f"{_yn(good_run)} |")
-    lines.append("")
-    return lines
-
-
-def _regimes_section(summary: dict, cfg: dict) -> list[str]:
-    """Details: the regimes (Fig. 2c) and the 2-D cross-check."""
-    reg, reg2 = summary["regimes"], summary["regimes_2d"]
-    rt = _regime_table(reg)
-    lines = ["## Details", "", "### Regimes (Fig. 2c)", "",
-             f"Primary method: {reg['description']}.", "",
-             "| regime | models | mean LL | LL range | median σ | σ range |",
-             "|---|---|---|---|---|---|"]
-    for r in rt:
-        lines.append(f"| {r['name']} | {r['count']} | {r['mean_loglik']:.2f} | "
-                     f"{_fmt_range(r['loglik_range'], '.2f')} | {r['median_sigma']:.3g} | "
-                     f"{_fmt_range(r['sigma_range'])} |")
-    lines += ["", f"Paper-like shape (median σ increasing over (i), (ii), (iii) and the LL gap "
-              f"from (i) to the others larger than the gap between (ii) and (iii)): "
-              f"{_yn(reg['paper_like'])}.", "",
-              f"Cross-check, {reg2['description']}:", "",
-              "| cluster | models | mean LL | LL range | median σ | σ range |",
-              "|---|---|---|---|---|---|"]
-    for r in _regime_table(reg2):
-        lines.append(f"| {r['regime']} | {r['count']} | {r['mean_loglik']:.2f} | "
-                     f"{_fmt_range(r['loglik_range'], '.2f')} | {r['median_sigma']:.3g} | "
-                     f"{_fmt_range(r['sigma_range'])} |")
-    lines += ["", f"Paper-like shape: {_yn(reg2['paper_like'])}. (With standardised "
-              "coordinates, k-means weighs the σ spread of the low-LL group as much as the "
-              "LL gap, so it may split that group by σ instead of separating the LL levels.)",
-              ""]
-    return lines
-
-
-def _low_ll_section(summary: dict, cfg: dict) -> list[str]:
-    """Details: low LL and σ (count estimator, σ terciles)."""
-    lo = summary["low_ll_only_at_low_sigma"]
-    sp = summary["spearman"]
-    lines = ["### Low LL and σ", "",
-             f"Count estimator: low-LL models σ_counts {_fmt_range(lo['low_sigma_counts_range'])}, "
-             f"high-LL models {_fmt_range(lo['high_sigma_counts_range'])}; separated: "
-             f"{_yn(lo['separated_counts'])}. ρ(σ_counts, LL) = "
-             f"{sp['sigma_counts_vs_loglik']:+.2f} vs ρ(σ_RB, LL) = "
-             f"{sp['sigma_rb_vs_loglik']:+.2f}.", "",
-             "By σ_RB tercile:", "",
-             "| σ tercile | σ range | median LL | min LL | low-LL models | median KL | "
-             "max KL | median τ | median Tr(M)/L |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in summary["sigma_terciles"]:
-        lines.append(f"| {r['part']} ({r['n']}) | {_fmt_range(r['sigma_range'])} | "
-                     f"{r['loglik_median']:.2f} | {r['loglik_min']:.2f} | {r['n_low_ll']} | "
-                     f"{r.get('kl_median', float('nan')):.2g} | "
-                     f"{r.get('kl_max', float('nan')):.2g} | {r['tau_median']:.3g} | "
-                     f"{r['trM_median']:.3g} |")
-    lines.append("")
-    return lines
-
-
-def _kl_section(summary: dict, cfg: dict) -> list[str]:
-    """Details: KL (Fig. 4a), when the classifier was available."""
-    if "low_kl" not in summary:
-        return []
-    k = summary["low_kl"]
-    lines = ["### KL (Fig. 4a)", "",
-             f"KL ranges over {_fmt_range(k['kl_range'])} nats; median KL per regime "
-             f"(i)/(ii)/(iii): " + " / ".join(f"{v:.2g}" for v in
-                                               k["kl_median_per_regime"]) + ".", "",
-             "| KL threshold (nats) | models at or below | of them with σ above the "
-             "median | smallest σ among them | per regime (i)/(ii)/(iii) |",
-             "|---|---|---|---|---|"]
-    for x in k["thresholds"]:
-        lines.append(f"| {x['threshold']:g} | {x['n']} | {x['n_above_median_sigma']} | "
-                     f"{x['min_sigma']:.3g} | {'/'.join(map(str, x['per_regime']))} |")
-    lines.append("")
-    return lines
-
-
-def _tau_section(summary: dict, cfg: dict) -> list[str]:
-    """Details: τ (Fig. 4b)."""
-    tau = summary["tau"]
-    sp = summary["spearman"]
-    lines = ["### τ (Fig. 4b)", "",
-             f"Largest finite τ_counts = {tau['max_tau_counts']:.1f}; τ = ∞ (periodic M): "
-             f"{tau['n_infinite_rb']} (RB), {tau['n_infinite_counts']} (counts). "
-             f"ρ(σ_counts, τ_counts) = {sp['sigma_counts_vs_tau_counts']:+.2f}.", ""]
-    return lines
-
-
-def _structure_section(summary: dict, cfg: dict) -> list[str]:
-    """Details: best and worst run, structure per regime (Fig. 3)."""
-    L = summary["L"]
-    lines = ["### Structure of the runs (Fig. 3)", ""]
-    for tag, r in (("Best", summary["best"]), ("Worst", summary["worst"])):
-        s = (f"* {tag} run: seed {r['seed']}, LL {r['loglik']:.2f}, σ {r['sigma_rb']:.3g}, "
-             f"p̄ {r['p_min']:.3f} … {r['p_max']:.3f}")
-        if "units_per_digit" in r:
-            s += f", hidden units per digit {r['units_per_digit']}"
-        s += (f", dominant successor of each state {r['successor']} (at least "
-              f"{r['dominant_fraction']:.0%} of the row's off-diagonal mass), one {L}-cycle: "
-              f"{'yes' if r['single_cycle'] else 'no'}.")
-        lines.append(s)
-    lines += ["", "| regime | models | two units per digit | p̄ within 0.05 of uniform | "
-              f"dominant successors form one {L}-cycle |", "|---|---|---|---|---|"]
-    for r in summary["structure_per_regime"]:
-        lines.append(f"| {REGIME_NAMES.get(r['regime'], r['regime'])} | {r['n']} | "
-                     f"{r['n_two_per_digit']} | {r['n_near_uniform']} | {r['n_single_cycle']} |")
-    return lines
-
-
-def _spearman_section(summary: dict, cfg: dict) -> list[str]:
-    """Details: all Spearman rank correlations."""
-    sp = summary["spearman"]
-    lines = ["", "### Spearman rank correlations (over all models)", "", "| pair | ρ |",
-             "|---|---|"]
-    for key, v in sp.items():
-        lines.append(f"| {key.replace('_vs_', ' vs ')} | {v:+.3f} |")
+              f"CPU cores: {cfg.get('cpu_count')}; {dev_txt}; ncl commit "
+              f"{prov.get('git_commit')}, JAX {prov.get('jax_version')}. Load average (1, 5, "
+              f"15 min): at start {la('load_average_start')}; after training "
+              f"{la('load_average_after_train')}; after diagnostics "
+              f"{la('load_average_after_diagnose')}. A load above the core count means other "
+              "jobs shared the machine, which inflates these times.", ""]
     return lines
 
 
 def _notes_and_files(summary: dict, cfg: dict) -> list[str]:
     """Notes and the list of files."""
-    lines = ["", "## Notes", "",
-             "* Which seed lands in which regime is not stable under float round-off: "
-             "training the same seeds with a different number of XLA CPU devices "
-             "(`--cpu-devices`, default: the core count) changes the last bits of a logit, "
-             "which flips an occasional Bernoulli draw and sends the chain on another path. "
-             "Compare ensembles (regime counts, correlations), not individual seeds.",
-             "* The per-epoch curves of Fig. 2(a, b) come from the training chain itself "
-             "(30 × 48 double steps per epoch, parameters drifting), so they are noisier "
-             "than the final diagnostics (long chains at fixed parameters).",
-             "", "## Files", "",
-             "* `fig2.png/pdf`, `fig3.png/pdf`, `fig4.png/pdf` — Figs. 2–4 (σ: "
-             "Rao–Blackwellised; `ncl figures DIR --estimator counts` redraws them with the "
-             "count estimator).",
-             "* `metrics.csv` — one row per seed: regime, final LL ± err, on-the-fly and "
-             "monitored LL of the last epoch, σ_RB ± err, σ_counts ± err, τ ± err (both), "
-             "Tr(M)/L (both), KL ± err, KL_soft ± err, p̄ and digit of each unit.",
-             "* `config.json` — train and diagnostics configuration, seeds, timings.",
-             "* `diagnostics.npz` — all diagnostics arrays, the training history and the "
-             "Fig. 3 samples (`ncl figures` redraws from it).", ""]
-    return lines
+    mon = ("" if summary["has_monitor"] else
+           " This run has no precise per-epoch monitor (`hist_loglik_precise`): Fig. 2a "
+           "shows the on-the-fly minibatch estimate.")
+    return ["## Notes", "",
+            "* Which seed lands on which level is not stable under float round-off: "
+            "training the same seeds with a different number of XLA CPU devices "
+            "(`--cpu-devices`) changes the last bits of a logit, which flips an occasional "
+            "Bernoulli draw and sends the chain on another path. Compare ensembles (level "
+            "shares, correlations), not individual seeds.",
+            "* The per-epoch curves of Fig. 2(a, b) come from the training chain itself "
+            "(parameters drifting), so they are noisier than the final diagnostics." + mon,
+            "", "## Files", "",
+            "* `fig2`, `fig3`, `fig4` (`.png`/`.pdf`) — Figs. 2–4, coloured by likelihood "
+            "level (σ: Rao–Blackwellised; `ncl figures DIR --estimator counts` redraws them "
+            "with the count estimator, `--heldout` draws Fig. 2c with the held-out LL).",
+            "* `metrics.csv` — one row per seed: level, LL ± err, held-out LL ± err (counts "
+            "and RB p̄), σ, τ and Tr(M)/L with both estimators, KL, p̄ and digit of each unit.",
+            "* `config.json` — train and diagnostics configuration, seeds, held-out set, "
+            "timings.",
+            "* `diagnostics.npz` — all diagnostics arrays, the training history and the "
+            "Fig. 3 samples (`ncl figures` redraws from it).", ""]
 
 
-_SECTIONS = (_header, _timings, _claims, _regimes_section, _low_ll_section, _kl_section,
-             _tau_section, _structure_section, _spearman_section, _notes_and_files)
+_SECTIONS = (_header, _claims, _levels_section, _heldout_section, _tau_section,
+             _structure_section, _correlations_section, _timings, _notes_and_files)
 """The sections of ``REPORT.md`` in order; each maps ``(summary, cfg)`` to its lines."""
 
 
 def render_report(summary: dict, cfg: dict) -> str:
-    """``REPORT.md``: each claim of the paper next to what this run measured."""
+    """``REPORT.md``: each claim of the paper, its test, statistic, interval and verdict."""
     lines = []
     for section in _SECTIONS:
         lines += section(summary, cfg)
@@ -481,8 +351,9 @@ def _f(v, nd=6):
     return f"{v:.{nd}g}"
 
 
-def metrics_rows(arrays: dict, regimes) -> list[dict]:
-    """One dict per seed (the columns of ``metrics.csv``)."""
+def metrics_rows(arrays: dict, level_labels) -> list[dict]:
+    """One dict per seed (the columns of ``metrics.csv``); ``level_labels``: the level of
+    each model (``analyse(arrays)["level_labels"]``, −1 for a straggler)."""
     seeds = np.asarray(arrays["seeds"])
     g = lambda k: arrays.get(f"diag_{k}")  # noqa: E731
     p_bar = np.asarray(g("p_bar"))
@@ -492,7 +363,7 @@ def metrics_rows(arrays: dict, regimes) -> list[dict]:
     finite = arrays.get("hist_finite")
     rows = []
     for i, s in enumerate(seeds):
-        r = {"seed": int(s), "regime": int(regimes[i]),
+        r = {"seed": int(s), "level": int(level_labels[i]),
              "loglik": _f(g("loglik")[i]), "loglik_err": _f(g("loglik_err")[i]),
              "loglik_onthefly": _f(hist_ll[i, -1]) if hist_ll is not None else "nan",
              "loglik_precise_monitor": (_f(hist_llp[i, -1]) if hist_llp is not None
@@ -508,7 +379,11 @@ def metrics_rows(arrays: dict, regimes) -> list[dict]:
         for k in ("kl", "kl_err", "kl_soft", "kl_soft_err"):
             r[k] = _f(g(k)[i]) if g(k) is not None else "nan"
         # newer fields (absent from diagnostics files written before them)
-        for col, k in (("sigma_rb_bc", "sigma_rb_bc"),
+        for col, k in (("loglik_heldout", "loglik_heldout"),
+                       ("loglik_heldout_err", "loglik_heldout_err"),
+                       ("loglik_heldout_rb", "loglik_heldout_rb"),
+                       ("loglik_heldout_rb_err", "loglik_heldout_rb_err"),
+                       ("sigma_rb_bc", "sigma_rb_bc"),
                        ("trM_over_L_counts_err", "self_transition_counts_err"),
                        ("trM_over_L_rb_err", "self_transition_rb_err")):
             r[col] = _f(g(k)[i]) if g(k) is not None else "nan"

@@ -6,6 +6,8 @@ import dataclasses
 import itertools
 import json
 import math
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -188,16 +190,22 @@ def test_reproduce_quick_writes_every_output(quick_reproduction):
         p = [float(r[f"p_bar_{a}"]) for a in range(6)]
         assert sum(p) == pytest.approx(1.0, abs=1e-3)
         assert all(int(r[f"digit_{a}"]) in (0, 1, 2) for a in range(6))
-        assert int(r["regime"]) in (0, 1, 2)
+        assert int(r["level"]) >= -1
+        for k in ("loglik_heldout", "loglik_heldout_rb"):
+            assert math.isfinite(float(r[k])) and float(r[k]) < 0
+        assert float(r["loglik_heldout_err"]) >= 0
     cfg = json.loads((out / "config.json").read_text())
+    assert cfg["heldout"]["n_images"] == 3147      # the bundled MNIST test images of 0, 1, 2
     assert cfg["train_config"]["epochs"] == 3 and cfg["seeds"] == [0, 1, 2]
     assert cfg["diagnostics_config"] == dataclasses.asdict(rp.quick_protocol()[1])
     for k in ("train_seconds", "diagnose_seconds", "figures_seconds"):
         assert cfg["timings"][k] > 0
     report = (out / "REPORT.md").read_text()
     for phrase in ("Timings", "Claims of the paper", "Spearman", "Tr(M)/L < 1/L",
-                   "Rao–Blackwellised"):
+                   "Rao–Blackwellised", "Likelihood levels", "Held-out log-likelihood",
+                   "3 models", "XLA CPU device"):
         assert phrase in report
+    assert not re.search(r"\bnan\b", report, re.I)
     d = np.load(out / "diagnostics.npz")
     assert d["diag_sigma_rb"].shape == (3,) and d["hist_loglik_precise"].shape == (3, 3)
     assert d["fig3_mean_images"].shape == (2, 16, 784)
@@ -241,3 +249,21 @@ def test_quick_options_are_overridable():
     args = cli.build_parser().parse_args(["reproduce", "--quick", "--epochs", "2", "-T", "8"])
     cfg = options.quick_train_config(args)
     assert (cfg.epochs, cfg.chain_length, cfg.steps_per_epoch) == (2, 8, 5)
+
+
+@pytest.mark.slow
+def test_reproduce_quick_binary_one_seed(tmp_path):
+    """``ncl reproduce --quick --hidden binary -L 4`` at one seed: figures drawn (no
+    log-scale crash without KL), a report without NaN and without NumPy warnings."""
+    from ncl import cli
+    out = tmp_path / "qb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rc = cli.main(["reproduce", "--quick", "--hidden", "binary", "-L", "4", "--seeds",
+                       "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    for name in OUTPUTS:
+        assert (out / name).stat().st_size > 0, name
+    text = (out / "REPORT.md").read_text()
+    assert "1 model " in text and "1 models" not in text
+    assert not re.search(r"\bnan\b", text, re.I) and "n/a (" in text
