@@ -225,7 +225,8 @@ def cmd_figures(args) -> int:
     if not (out / DIAGNOSTICS_FILE).exists():
         raise UsageError(f"{out / DIAGNOSTICS_FILE} not found; run `ncl reproduce` or "
                          "`ncl diagnose` first")
-    paths = make_figures(out, estimator=args.estimator, log=Log(args.quiet))
+    paths = make_figures(out, estimator=args.estimator, log=Log(args.quiet),
+                         heldout=args.heldout)
     if not args.quiet:
         for p in paths:
             print(p)
@@ -396,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="output of `ncl reproduce`/`diagnose`")
     p.add_argument("--estimator", choices=("rb", "counts"), default="rb",
                    help="sigma estimator shown (rb: Rao-Blackwellised; counts: the paper's)")
+    p.add_argument("--heldout", action="store_true",
+                   help="Fig. 2c shows the held-out log-likelihood instead of the training one")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_figures)
 
