@@ -39,7 +39,8 @@ def test_progress_interval_divides_the_bucket_boundaries(epochs, buckets, want):
 
 def test_host_side_progress_equals_the_in_program_callback(paper_data):
     x = paper_data[0][:400]
-    cfg = TrainConfig(epochs=8, steps_per_epoch=2, chain_length=4, batch_max=40)
+    cfg = TrainConfig(epochs=6, steps_per_epoch=2, chain_length=4, batch_max=40,
+                      batch_buckets=2)   # pieces of one epoch: 2 programs, one per bucket
     seen = []
     s0, h0 = T.train_ensemble([0, 1, 2], x, cfg, progress=lambda e, r: seen.append(int(e)))
     host = _Rows()
@@ -48,14 +49,15 @@ def test_host_side_progress_equals_the_in_program_callback(paper_data):
         np.testing.assert_array_equal(np.asarray(getattr(h0, name)),
                                       np.asarray(getattr(h1, name)), err_msg=name)
     np.testing.assert_array_equal(np.asarray(s0.params.w), np.asarray(s1.params.w))
-    assert seen == [e for e, _ in host.rows] == list(range(8))
+    assert seen == [e for e, _ in host.rows] == list(range(6))
     for e, ll in host.rows:
         np.testing.assert_array_equal(ll, np.asarray(h1.loglik)[:, e])
 
 
 def test_a_failing_host_side_progress_stops_training_cleanly(paper_data):
     x = paper_data[0][:400]
-    cfg = TrainConfig(epochs=4, steps_per_epoch=2, chain_length=4, batch_max=40)
+    cfg = TrainConfig(epochs=4, steps_per_epoch=2, chain_length=4, batch_max=40,
+                      batch_buckets=1)
     with pytest.raises(T.HostCallbackError, match="progress callback failed.*boom"):
         T.train_ensemble([0, 1], x, cfg, progress=_Rows(fail_at=2))
 
