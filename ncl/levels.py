@@ -57,6 +57,7 @@ class Levels(NamedTuple):
     stragglers: np.ndarray
     min_gap_ratio: float
     spread_floor: float
+    min_level_size: int = MIN_LEVEL_SIZE
 
     @property
     def n_levels(self) -> int:
@@ -66,7 +67,7 @@ class Levels(NamedTuple):
         return (f"gaps between the sorted values against the within-level spread: "
                 f"neighbouring groups stay apart when the empty gap between them exceeds "
                 f"{self.min_gap_ratio:g} pooled within-group standard deviations (floored "
-                f"at {self.spread_floor:.2g}); groups of {MIN_LEVEL_SIZE}+ models are "
+                f"at {self.spread_floor:.2g}); groups of {self.min_level_size}+ models are "
                 "levels, smaller ones stragglers")
 
 
@@ -140,7 +141,7 @@ def find_levels(values, spread_floor: float = 1e-3, min_gap_ratio: float = MIN_G
         else:
             strag.append(members)
     return Levels(levels, label, np.sort(np.concatenate(strag)).astype(np.int64),
-                  float(min_gap_ratio), float(spread_floor))
+                  float(min_gap_ratio), float(spread_floor), int(min_level_size))
 
 
 def low_group(levels: Levels, values) -> np.ndarray:
