@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 ESTIMATORS = ("rb", "counts")
 ESTIMATOR_NAMES = {"rb": "Rao–Blackwellised", "counts": "transition counts (paper's)"}
@@ -58,14 +59,25 @@ def new_figure(figsize=(7.0, 3.0), **kw) -> Figure:
 
 
 def save_figure(fig: Figure, path_stem, formats: Sequence[str] = ("png", "pdf"),
-                dpi: int = 200) -> list[Path]:
-    """Write ``fig`` to ``path_stem.<fmt>`` for each format; returns the paths."""
+                dpi: int = 200, pad_inches: float = 0.05) -> list[Path]:
+    """Write ``fig`` to ``path_stem.<fmt>`` for each format, cropped to its tight bounding
+    box plus ``pad_inches`` (captions below the axes included); returns the paths. The
+    layout is solved once, then frozen (the figure's layout engine is set to none)."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
+    # One layout pass and one tight-bounding-box pass per figure, shared by every format:
+    # ``bbox_inches="tight"`` would draw the figure twice per format.
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    # the figure itself and the free texts (captions, placed below the axes)
+    extents = [fig.bbox] + [t.get_window_extent(renderer) for t in fig.texts
+                            if t.get_visible() and t.get_text()]
+    bbox = Bbox.union(extents).transformed(fig.dpi_scale_trans.inverted()).padded(pad_inches)
+    fig.set_layout_engine("none")
     for fmt in formats:
         p = stem.with_suffix(f".{fmt}")
-        fig.savefig(p, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
+        fig.savefig(p, dpi=dpi, bbox_inches=bbox)
         paths.append(p)
     return paths
 
