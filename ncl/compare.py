@@ -22,9 +22,12 @@ and measured by the same :func:`ncl.diagnostics.diagnose_ensemble`. Per model:
   the samples' predicted classes (floored at 1e-3 like eq. 22).
 
 Every non-reference arm is compared with the reference (the main model) metric by
-metric: the difference of medians with a percentile-bootstrap 95% interval over seeds and
-a two-sided Mann–Whitney U test (normal approximation with tie correction), both in NumPy
-(:mod:`ncl.stats`). The tables, ``compare.md`` and the figure: :mod:`ncl.compare_report`.
+metric: the difference of medians with a 95% percentile-bootstrap interval over seeds
+(``scipy.stats.bootstrap``, ``n_boot`` resamples, seed = the arm's index, so a report is
+reproducible) and a two-sided Mann–Whitney U test (``scipy.stats.mannwhitneyu``: exact for
+a sample of at most 8 seeds without ties, else the normal approximation with tie and
+continuity corrections), through :mod:`ncl.stats`. The tables, ``compare.md`` and the
+figure: :mod:`ncl.compare_report`.
 A difference counts as larger than its error when the interval excludes 0 and p < 0.05.
 """
 from __future__ import annotations
@@ -277,8 +280,10 @@ def evaluate_arm(arm: Arm, state, history, data: np.ndarray, labels, classifier,
 
 
 def compare_arms(arms: Sequence[ArmResult], n_boot: int = 4000) -> list[dict]:
-    """Difference of medians (arm − reference) with bootstrap interval and Mann–Whitney p
-    for every metric of :data:`METRICS`, the first arm being the reference."""
+    """Difference of medians (arm − reference) with its 95% percentile-bootstrap interval
+    (:func:`ncl.stats.bootstrap_median_difference`, ``n_boot`` resamples, seed = the arm's
+    index) and the two-sided Mann–Whitney p (:func:`ncl.stats.mann_whitney_u`) for every
+    metric of :data:`METRICS`, the first arm being the reference."""
     ref = arms[0]
     out = []
     for i, res in enumerate(arms[1:], start=1):

@@ -133,8 +133,12 @@ def markdown_report(comp: Comparison) -> str:
     lines.append("| train time (s, all seeds) | " + " | ".join(
         f"{r.train_seconds:.0f}" for r in comp.arms) + " |")
     lines += ["", "Differences from the reference (" + names[0] + "): median difference "
-              "with a 95% bootstrap interval and the two-sided Mann-Whitney p-value; "
-              "'yes' = larger than its error (interval excludes 0 and p < 0.05).", "",
+              f"with a 95% percentile-bootstrap interval ({cfg.n_boot} resamples of seeds "
+              "within each arm, scipy.stats.bootstrap, fixed seed) and the two-sided "
+              "Mann-Whitney U p-value (scipy.stats.mannwhitneyu: exact for at most 8 seeds "
+              "without ties, else the normal approximation with tie and continuity "
+              "corrections); 'yes' = larger than its error (interval excludes 0 and "
+              "p < 0.05).", "",
               "| arm | metric | difference | 95% interval | p | larger than error | better |",
               "|---|---|---|---|---|---|---|"]
     for r in comp.tests:

@@ -1,6 +1,7 @@
 """Names of the likelihood levels (the one naming table of the figure legends and the
 report), the k-means regimes (a cross-check) and the cycle structure of a hidden transition
-matrix (NumPy only).
+matrix (NumPy; the k-means of :mod:`ncl.stats`: ``scipy.cluster.vq.kmeans2`` and an exact
+1-D search).
 
 * :func:`level_names` — the name of each likelihood level found by
   :func:`ncl.levels.find_levels` (``"level 1 (-152.4)"``: numbered by increasing mean
@@ -67,12 +68,14 @@ def classify_regimes(loglik, sigma, k: int = 3, method: str = "loglik-1d", seed:
 
     Methods:
       ``"loglik-1d"`` (default): exact 1-D k-means (k = 3) of the final log-likelihoods
-        (:func:`kmeans_1d`); regimes are numbered by increasing mean log-likelihood. The
-        final log-likelihoods of this model take a few discrete levels (which digit
-        variants the six units capture), so this recovers them without a scale choice.
+        (:func:`ncl.stats.kmeans_1d`); regimes are numbered by increasing mean
+        log-likelihood. The final log-likelihoods of this model take a few discrete levels
+        (which digit variants the six units capture), so this recovers them without a
+        scale choice.
         σ plays no part in the grouping, so the σ ordering of the groups is a test of the
         paper's claim, not a consequence of the method.
-      ``"kmeans-2d"``: k-means (k = 3; 20 k-means++ restarts, ``seed``) in the plane
+      ``"kmeans-2d"``: k-means (k = 3; :func:`ncl.stats.kmeans`: 20 restarts of
+        ``scipy.cluster.vq.kmeans2`` with k-means++ starts, ``seed``) in the plane
         ``(log-likelihood, log10 σ)``, each coordinate scaled to unit standard deviation;
         the cluster of lowest mean LL is regime 0, the others are ordered by mean log σ.
 
@@ -108,7 +111,8 @@ def classify_regimes(loglik, sigma, k: int = 3, method: str = "loglik-1d", seed:
         mapping = {low: 0, **{j: r for r, j in enumerate(rest, start=1)}}
         labels = np.array([mapping[int(j)] for j in raw], int)
         desc = ("k-means (k=3) on (final log-likelihood, log10 σ_RB), each scaled to unit "
-                "standard deviation; 20 k-means++ restarts, seed 0; lowest mean LL = (i), "
+                "standard deviation; 20 restarts of scipy.cluster.vq.kmeans2 (k-means++ "
+                f"starts), seed {seed}; lowest mean LL = (i), "
                 "the others ordered by mean log σ")
     kk = int(labels.max()) + 1
     regimes = {}

@@ -1,5 +1,5 @@
-"""ncl.compare: statistics (NumPy Mann-Whitney, bootstrap), sample quality, and `ncl compare`
-end to end on a reduced protocol."""
+"""ncl.compare: sample quality, the arms, and `ncl compare` end to end on a reduced protocol
+(its statistics, ncl.stats: tests/test_stats.py)."""
 import csv
 import json
 
@@ -7,38 +7,9 @@ import numpy as np
 import pytest
 
 from ncl import compare as cmp
-from ncl import compare_report, stats
+from ncl import compare_report
 from ncl.cli import main as cli_main
 from ncl.training import TrainConfig
-
-
-def test_mann_whitney_matches_scipy():
-    scipy_stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(0)
-    for n1, n2, shift in ((36, 36, 0.0), (36, 36, 0.7), (10, 17, 1.5), (5, 5, 0.0)):
-        a = rng.normal(shift, 1, n1)
-        b = rng.normal(0, 1, n2)
-        # ties, and infinities (e.g. tau of a periodic chain)
-        a[:2] = np.round(a[:2], 0)
-        b[:2] = np.round(b[:2], 0)
-        a[-1] = np.inf
-        u, p = stats.mann_whitney_u(a, b)
-        ref = scipy_stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic",
-                                       use_continuity=True)
-        assert u == pytest.approx(ref.statistic)
-        assert p == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-12)
-
-
-def test_mann_whitney_and_bootstrap_edge_cases():
-    u, p = stats.mann_whitney_u([1, 1, 1], [1, 1, 1])
-    assert p == 1.0
-    assert np.isnan(stats.mann_whitney_u([], [1.0])[1])
-    d, lo, hi = stats.bootstrap_median_difference(np.arange(30.0) + 10, np.arange(30.0), 2000)
-    assert d == 10.0 and lo < 10.0 < hi and lo > 0
-    d, lo, hi = stats.bootstrap_median_difference(np.zeros(20), np.zeros(20))
-    assert d == lo == hi == 0.0
-    med, q1, q3, n = stats.spread([1.0, 2.0, np.inf, np.nan])
-    assert n == 3 and med == 2.0 and q3 == np.inf
 
 
 def test_sample_quality():
@@ -93,6 +64,9 @@ def test_cli_compare_end_to_end_reduced_protocol(tmp_path, capsys):
     assert all(float(r["sigma"]) >= 0 for r in rows)
     tests = list(csv.DictReader((out / "compare_tests.csv").open()))
     assert {t["metric"] for t in tests} >= {"loglik", "sigma", "tau", "confident", "kl"}
+    md = (out / "compare.md").read_text()  # the method is stated, with its resample count
+    assert "95% percentile-bootstrap interval (200 resamples" in md
+    assert "scipy.stats.mannwhitneyu" in md
     meta = json.loads((out / "compare.json").read_text())
     assert [a["name"] for a in meta["arms"]] == ["NCL", "RBM"]
     assert meta["arms"][1]["train_config"]["family"] == "rbm"
