@@ -1,4 +1,6 @@
-"""Digit classifier (held-out accuracy on MNIST test digits) and the class-fidelity KL (eq. 22)."""
+"""Digit classifiers (held-out accuracy on MNIST test digits: logistic regression for 0, 1, 2,
+the MLP for all ten digits) and the class-fidelity KL (eq. 22)."""
+import dataclasses
 import math
 
 import jax
@@ -73,6 +75,161 @@ def test_predict_functions_and_errors(default_clf):
         clf.accuracy(params, np.zeros(784), [0])
     with pytest.raises(ValueError, match="distinct"):
         clf.train_classifier(x, [0] * 5, (0, 0))
+
+
+# ----------------------------------------------------------------------------- ten digits
+
+TEN = tuple(range(10))
+
+
+@pytest.fixture(scope="module")
+def ten_clf():
+    return clf.load_default_classifier(TEN, with_meta=True)
+
+
+def test_shipped_ten_digit_classifier_held_out_accuracy(ten_clf, mnist_dir):
+    params, meta = ten_clf
+    x_te, y_te = clf.all_training_digits(TEN, mnist_dir, download=False, split="test")
+    assert x_te.shape == (10000, 784) and set(np.unique(x_te)) == {0, 1}
+    acc = clf.accuracy(params, x_te, y_te)
+    print(f"shipped ten-digit MLP: held-out accuracy on the 10000 MNIST test images = "
+          f"{acc:.4f} (stored {meta['test_accuracy']:.4f}, train {meta['train_accuracy']:.4f})")
+    assert acc >= 0.97
+    assert acc == pytest.approx(meta["test_accuracy"], abs=1e-6)
+    assert meta["n_train"] == 60000 and meta["n_test"] == 10000
+
+
+def test_shipped_ten_digit_classifier_file(ten_clf):
+    params, meta = ten_clf
+    H = meta["hidden_units"]
+    assert params.hidden_units == H >= 1 and params.n_classes == 10
+    assert params.W.shape == (784, H) and params.hidden_b.shape == (H,)
+    assert params.W_out.shape == (H, 10) and params.b.shape == (10,)
+    assert all(a.dtype == jnp.float32 for a in (params.W, params.b, params.hidden_b,
+                                                 params.W_out))
+    assert np.asarray(params.classes).tolist() == list(TEN)
+    assert meta["format_version"] == 2 and meta["binarize_threshold"] == 127
+    assert meta["test_accuracy"] >= 0.97
+    path = clf._resource(clf.TEN_DIGIT_FILE)
+    assert path.read_bytes()[:2] == b"PK" and len(path.read_bytes()) < 1_000_000
+    # the logistic (0, 1, 2) file is still format version 1
+    p012, m012 = clf.load_default_classifier(with_meta=True)
+    assert m012["format_version"] == 1 and p012.hidden_units == 0 and p012.W_out is None
+
+
+def test_classifier_for_ten_digits_is_the_shipped_one(ten_clf, monkeypatch):
+    params, _ = ten_clf
+
+    def no_training(*a, **k):
+        raise AssertionError("classifier_for_digits trained or read MNIST for a shipped set")
+
+    monkeypatch.setattr(clf, "train_classifier", no_training)
+    monkeypatch.setattr(clf, "all_training_digits", no_training)
+    for digits in (range(10), TEN, list(TEN), np.arange(10)):
+        got = clf.classifier_for_digits(digits)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(params)):
+            np.testing.assert_array_equal(a, b)
+    assert clf.classifier_for_digits(DIGITS).W.shape == (784, 3)     # unchanged
+    with pytest.raises(ValueError, match="classifier_for_digits"):
+        clf.load_default_classifier(TEN[::-1])                      # order matters
+
+
+def test_mlp_predict_proba_sums_to_one_jit_vmap(ten_clf, paper_data):
+    params, _ = ten_clf
+    x, _ = paper_data
+    xs = x[:7]
+    pr = clf.predict_proba(params, xs)
+    assert pr.shape == (7, 10)
+    np.testing.assert_allclose(pr.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(clf.predict_proba)(params, xs), pr, atol=1e-6)
+    v = jax.vmap(clf.predict_proba, in_axes=(None, 0))(params, xs)          # over images
+    np.testing.assert_allclose(v, pr, atol=1e-6)
+    # over a stack of two classifiers (the MLP-only fields are leaves, None is not)
+    stack = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+    vv = jax.jit(jax.vmap(clf.predict_proba, in_axes=(0, None)))(stack, xs)
+    assert vv.shape == (2, 7, 10)
+    np.testing.assert_allclose(vv[1], pr, atol=1e-6)
+    # leading batch axes, predictions, digits
+    pr3 = clf.predict_proba(params, xs.reshape(1, 7, 784))
+    np.testing.assert_allclose(pr3[0], pr, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(params, xs), np.argmax(pr, -1))
+    assert set(np.asarray(clf.predict_digit(params, x[:300])).tolist()) <= {0, 1, 2}
+    assert clf.accuracy(params, x, paper_data[1]) > 0.97                 # the paper subset
+
+
+def test_mlp_trainer_deterministic_given_key(paper_data, tmp_path):
+    x, y = paper_data
+    tr, te = slice(0, 1000), slice(1000, 3000)
+    cfg = clf.MLPClassifierConfig(hidden_units=32, epochs=3, batch_size=64,
+                                  learning_rate=3e-3, l2=1e-4)
+    p1 = clf.train_classifier(x[tr], y[tr], DIGITS, jax.random.key(3), cfg)
+    p2 = clf.train_classifier(x[tr], y[tr], DIGITS, 3, cfg)             # same key as int
+    p3 = clf.train_classifier(x[tr], y[tr], DIGITS, jax.random.key(4), cfg)
+    assert p1.hidden_units == 32 and p1.W.shape == (784, 32) and p1.W_out.shape == (32, 3)
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(p1.W, p3.W)
+    assert clf.accuracy(p1, x[te], y[te]) > 0.95
+    # batch_size above N is capped at N (one full batch per epoch)
+    big = dataclasses.replace(cfg, batch_size=10_000, epochs=1)
+    assert np.all(np.isfinite(clf.train_classifier(x[:50], y[:50], DIGITS, 0, big).W))
+    # npz round trip (format version 2)
+    out = clf.save_classifier(tmp_path / "mlp.npz", p1, test_accuracy=0.5)
+    q, meta = clf.load_classifier(out)
+    assert meta == {"format_version": 2, "test_accuracy": 0.5}
+    for a, b in zip(p1, q):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls, field, value", [
+    (clf.MLPClassifierConfig, "hidden_units", 0),
+    (clf.MLPClassifierConfig, "hidden_units", -5),
+    (clf.MLPClassifierConfig, "epochs", 0),
+    (clf.MLPClassifierConfig, "batch_size", 0),
+    (clf.MLPClassifierConfig, "learning_rate", 0.0),
+    (clf.MLPClassifierConfig, "learning_rate", float("nan")),
+    (clf.MLPClassifierConfig, "l2", -1e-3),
+    (clf.ClassifierConfig, "steps", 0),
+    (clf.ClassifierConfig, "learning_rate", -0.1),
+])
+def test_bad_config_values_raise_one_clear_value_error(cls, field, value):
+    with pytest.raises(ValueError) as info:
+        cls(**{field: value})
+    msg = str(info.value)
+    assert msg.startswith(f"{field} must be") and f"got {value!r}" in msg, msg
+    assert f"{cls.__name__}.{field}" in msg
+
+
+def test_config_rules_and_types():
+    assert set(clf._MLP_RULES) == {f.name for f in dataclasses.fields(clf.MLPClassifierConfig)}
+    assert set(clf._CLASSIFIER_RULES) == {f.name for f in dataclasses.fields(clf.ClassifierConfig)}
+    with pytest.raises(TypeError, match="hidden_units must be an integer"):
+        clf.MLPClassifierConfig(hidden_units=2.5)
+    cfg = clf.MLPClassifierConfig(hidden_units=np.int64(8), l2=np.float32(0))
+    assert type(cfg.hidden_units) is int and hash(cfg) == hash(clf.MLPClassifierConfig(
+        hidden_units=8, l2=0.0))
+    with pytest.raises(TypeError, match="ClassifierConfig or an MLPClassifierConfig"):
+        clf.train_classifier(np.zeros((4, 784)), [0, 1, 0, 1], (0, 1), 0, {"steps": 1})
+
+
+def test_load_classifier_refuses_bad_files(tmp_path, ten_clf):
+    params, _ = ten_clf
+    arrays = {"W": np.asarray(params.W), "b": np.asarray(params.b),
+              "classes": np.asarray(params.classes)}
+    np.savez(tmp_path / "future.npz", **arrays, hidden_b=np.asarray(params.hidden_b),
+             W_out=np.asarray(params.W_out), format_version=np.array(3))
+    with pytest.raises(ValueError, match="format_version 3 is not supported"):
+        clf.load_classifier(tmp_path / "future.npz")
+    np.savez(tmp_path / "half.npz", **arrays, W_out=np.asarray(params.W_out),
+             format_version=np.array(2))
+    with pytest.raises(ValueError, match="need both"):
+        clf.load_classifier(tmp_path / "half.npz")
+    np.savez(tmp_path / "shape.npz", **arrays, hidden_b=np.zeros(3, np.float32),
+             W_out=np.asarray(params.W_out), format_version=np.array(2))
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        clf.load_classifier(tmp_path / "shape.npz")
+    with pytest.raises(ValueError, match="reserved"):
+        clf.save_classifier(tmp_path / "x.npz", params, W_out=1)
 
 
 # ----------------------------------------------------------------------------- eq. (22)
