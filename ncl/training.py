@@ -149,9 +149,11 @@ def train_step(state: TrainState, data: Array, batch_size: Array, config: TrainC
     return new_state, StepInfo(loglik, jnp.mean(traj.z, axis=(0, 1)), traj, g)
 
 
-def run_epoch(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
-              n_pad: int | None = None) -> tuple[TrainState, History]:
-    """``steps_per_epoch`` steps with the epoch's minibatch size; returns one History row."""
+def _epoch_steps(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
+                 n_pad: int):
+    """The ``steps_per_epoch`` steps of one epoch with a static padded minibatch of
+    ``n_pad`` rows: ``(state, monitor accumulator or None, loglik (K,), hidden_mean (K, L))``
+    with ``K = steps_per_epoch``."""
     batch_size = minibatch_size(epoch, config)
     monitoring = config.monitor and monitor_lib.monitor_supported(config.model)
 
@@ -167,28 +169,66 @@ def run_epoch(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
     acc0 = monitor_lib.empty_accumulator(config.model) if monitoring else None
     (state, acc), (loglik, hidden_mean) = jax.lax.scan(body, (state, acc0), None,
                                                        length=config.steps_per_epoch)
+    return state, acc, loglik, hidden_mean
+
+
+def _epoch_row(state: TrainState, acc, loglik: Array, hidden_mean: Array, data: Array,
+               epoch: Array, config: TrainConfig) -> History:
+    """The History row of an epoch from :func:`_epoch_steps`' outputs (the monitor's
+    end-of-epoch summary: precise log-likelihood and σ)."""
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p))
                                 for p in jax.tree_util.tree_leaves(state.params)]))
-    if monitoring:
+    if acc is not None:
         mon = monitor_lib.summarize(acc, state.params, data, config.model)
         ll_precise, sigma_rb, sigma_counts = mon.loglik_precise, mon.sigma_rb, mon.sigma_counts
     else:
         ll_precise = sigma_rb = sigma_counts = jnp.float32(jnp.nan)
-    return state, History(loglik=jnp.mean(loglik), loglik_precise=ll_precise,
-                          sigma_rb=sigma_rb, sigma_counts=sigma_counts,
-                          batch_size=batch_size, hidden_occupancy=jnp.mean(hidden_mean, axis=0),
-                          finite=finite)
+    return History(loglik=jnp.mean(loglik), loglik_precise=ll_precise,
+                   sigma_rb=sigma_rb, sigma_counts=sigma_counts,
+                   batch_size=minibatch_size(epoch, config),
+                   hidden_occupancy=jnp.mean(hidden_mean, axis=0), finite=finite)
+
+
+def run_epoch(state: TrainState, data: Array, epoch: Array, config: TrainConfig,
+              n_pad: int | None = None) -> tuple[TrainState, History]:
+    """``steps_per_epoch`` steps with the epoch's minibatch size; returns one History row."""
+    n_pad = config.batch_max if n_pad is None else n_pad
+    state, acc, loglik, hidden_mean = _epoch_steps(state, data, epoch, config, n_pad)
+    return state, _epoch_row(state, acc, loglik, hidden_mean, data, epoch, config)
+
+
+def bucketed_epoch(config: TrainConfig):
+    """``epoch_fn(state, data, epoch) -> (state, History row)`` for any epoch of the run:
+    the steps padded to the epoch's batch bucket (:func:`epoch_segments`), chosen by
+    ``lax.switch`` on the traced ``epoch``, then the monitor's summary once.
+
+    One program therefore serves every epoch and every piece of the same length, and
+    the monitor's summary (the costliest part to compile) is compiled once, not once
+    per bucket; each epoch runs exactly the operations of :func:`run_epoch` with its
+    bucket's ``n_pad``."""
+    segments = epoch_segments(config)
+    if len(segments) == 1:
+        return functools.partial(run_epoch, config=config, n_pad=segments[0][2])
+    starts = np.asarray([lo for lo, _, _ in segments[1:]], np.int32)
+    branches = [functools.partial(_epoch_steps, config=config, n_pad=n_pad)
+                for _, _, n_pad in segments]
+
+    def epoch_fn(state, data, epoch):
+        bucket = jnp.sum(epoch >= starts).astype(jnp.int32)
+        state, acc, loglik, hidden_mean = jax.lax.switch(bucket, branches, state, data, epoch)
+        return state, _epoch_row(state, acc, loglik, hidden_mean, data, epoch, config)
+    return epoch_fn
 
 
 ProgressFn = Callable[[int, History], None]
 
 
-def _run_epochs(state, data, config, first_epoch, segments, member_axis, host,
+def _run_epochs(state, data, config, first_epoch, n_epochs, member_axis, host,
                 mesh=None, n_members=None):
-    """Epochs ``first_epoch + [lo, hi)`` for each ``(lo, hi, n_pad)`` of ``segments`` (one
-    ``lax.scan`` per batch bucket, offsets static, ``first_epoch`` a traced int32 so one
-    compilation serves every piece of the same shape). ``host`` (:class:`_HostCalls`, or
-    None) receives the per-epoch progress callback."""
+    """Epochs ``first_epoch + [0, n_epochs)`` as one ``lax.scan`` of
+    :func:`bucketed_epoch` (``first_epoch`` a traced int32, so one compilation serves
+    every piece of the same length). ``host`` (:class:`_HostCalls`, or None) receives the
+    per-epoch progress callback."""
     from jax.sharding import NamedSharding, PartitionSpec
 
     def to_host_view(tree):
@@ -198,24 +238,19 @@ def _run_epochs(state, data, config, first_epoch, segments, member_axis, host,
         tree = jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec()))
         return jax.tree_util.tree_map(lambda a: a[:n_members], tree)
 
-    rows = []
-    for lo, hi, n_pad in segments:
-        epoch_fn = functools.partial(run_epoch, config=config, n_pad=n_pad)
-        if member_axis:
-            epoch_fn = sharding.member_chunked(jax.vmap(epoch_fn, in_axes=(0, None, None)),
-                                               config.member_chunk,
-                                               1 if mesh is None else mesh.devices.size)
+    epoch_fn = bucketed_epoch(config)
+    if member_axis:
+        epoch_fn = sharding.member_chunked(jax.vmap(epoch_fn, in_axes=(0, None, None)),
+                                           config.member_chunk,
+                                           1 if mesh is None else mesh.devices.size)
 
-        def body(s, epoch, epoch_fn=epoch_fn):
-            s, row = epoch_fn(s, data, epoch)
-            if host is not None:
-                jax.debug.callback(host.on_epoch, epoch, to_host_view(row))
-            return s, row
+    def body(s, epoch):
+        s, row = epoch_fn(s, data, epoch)
+        if host is not None:
+            jax.debug.callback(host.on_epoch, epoch, to_host_view(row))
+        return s, row
 
-        state, seg_rows = jax.lax.scan(body, state,
-                                       first_epoch + jnp.arange(lo, hi, dtype=jnp.int32))
-        rows.append(seg_rows)
-    return state, jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *rows)
+    return jax.lax.scan(body, state, first_epoch + jnp.arange(n_epochs, dtype=jnp.int32))
 
 
 CheckpointFn = Callable[[int, History, TrainState], None]
@@ -275,11 +310,12 @@ class _HostCalls:
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(config: TrainConfig, ensemble: bool, segments: tuple, fresh: bool,
+def _compiled(config: TrainConfig, ensemble: bool, n_epochs: int, fresh: bool,
               has_progress: bool = False, mesh=None, n_members=None):
     """``(jitted run(keys_or_state, data, first_epoch), host)``: the training program for
-    one piece shape (``segments`` relative to ``first_epoch``, see :func:`_run_epochs`),
-    cached on plain data only, never on callbacks (see :class:`_HostCalls`)."""
+    a piece of ``n_epochs`` epochs starting at any ``first_epoch`` (see
+    :func:`_run_epochs`), cached on plain data only, never on callbacks (see
+    :class:`_HostCalls`)."""
     host = _HostCalls() if has_progress else None
 
     def run(keys_or_state, data, first_epoch):
@@ -288,7 +324,7 @@ def _compiled(config: TrainConfig, ensemble: bool, segments: tuple, fresh: bool,
             state = (jax.vmap(init, in_axes=(0, None)) if ensemble else init)(keys_or_state, data)
         else:
             state = keys_or_state
-        state, hist = _run_epochs(state, data, config, first_epoch, segments, ensemble,
+        state, hist = _run_epochs(state, data, config, first_epoch, n_epochs, ensemble,
                                   host, mesh, n_members)
         if ensemble:  # History rows were stacked epoch-major; make it (E, n_epochs, ...)
             hist = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), hist)
@@ -301,14 +337,12 @@ def _program(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch: 
     """``make(mesh, n_members) -> run(keys_or_state, data)`` for :func:`ncl.sharding.run_sharded`:
     epochs ``[start_epoch, stop_epoch)`` by the cached compiled program of their shape,
     with this call's progress callback armed."""
-    segments = epoch_segments(config, start_epoch, stop_epoch)
-    if not segments:
+    if not start_epoch < stop_epoch:
         raise ValueError(f"nothing to run: epochs [{start_epoch}, {stop_epoch}) is empty")
-    relative = tuple((lo - start_epoch, hi - start_epoch, n) for lo, hi, n in segments)
 
     def make(mesh=None, n_members=None):
-        fn, host = _compiled(config, ensemble, relative, fresh, progress is not None,
-                             mesh, n_members)
+        fn, host = _compiled(config, ensemble, stop_epoch - start_epoch, fresh,
+                             progress is not None, mesh, n_members)
         first = np.int32(start_epoch)
         if mesh is not None:  # a replicated scalar on the (possibly multi-process) mesh
             from jax.sharding import NamedSharding, PartitionSpec
