@@ -502,9 +502,16 @@ def log_likelihood_given_occupancy(params: Params, data: Array, log_p_bar: Array
       scalar (or ``(P,)``), nats per data point.
 
     Jittable; called with concrete arrays it first checks the data (2-D, non-empty,
-    finite, 0/1) and ``log_p_bar`` (log-probabilities, ``<= 0``) on the host.
+    finite, 0/1) and ``log_p_bar`` (log-probabilities, ``<= 0``) on the host. Binary
+    hidden units up to :data:`MAX_ENUMERABLE_BINARY_UNITS` (the cost is linear in ``S``,
+    unlike the ``S × S`` matrix ``M`` that :func:`check_enumerable` limits).
     """
-    check_enumerable(config)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+    if config.hidden == "binary" and config.n_hidden > MAX_ENUMERABLE_BINARY_UNITS:
+        raise ValueError(f"the log-likelihood enumerates the 2**L hidden states; binary "
+                         f"L = {config.n_hidden} > {MAX_ENUMERABLE_BINARY_UNITS} is not "
+                         f"supported; use fewer hidden units or one-hot hidden units")
     if not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     if not isinstance(data, jax.core.Tracer):

@@ -410,6 +410,105 @@ def effective_sample_size(series: Array, c: float = 5.0) -> Array:
     return integrated_autocorrelation_time(series, c).ess
 
 
+class DecorrelationResult(NamedTuple):
+    """Result of :func:`decorrelation_time` (scalars, except ``rho``).
+
+    Attributes:
+      tau: e-folding time of the correlation envelope (double steps): the lag where
+        ``max_{s ≥ t} ρ(s)`` falls to ``1/e`` (log-linear interpolation); ``inf`` if it
+        does not within ``max_lag``.
+      tau_err: delete-one-chain jackknife error (``nan`` for one chain).
+      reached: whether the envelope fell below ``1/e`` within ``max_lag``.
+      rho: ``(max_lag + 1,)`` the lagged canonical correlation ``ρ(0..max_lag)``.
+    """
+
+    tau: Array
+    tau_err: Array
+    reached: Array
+    rho: Array
+
+
+def _envelope_time(rho: Array) -> tuple[Array, Array]:
+    """e-folding lag of ``max_{s>=t} |rho(s)|`` for ``rho (n,)`` with ``rho[0] = 1``."""
+    env = jax.lax.cummax(jnp.abs(rho), axis=0, reverse=True)
+    below = env < math.exp(-1.0)
+    reached = jnp.any(below)
+    t1 = jnp.maximum(jnp.argmax(below), 1)
+    e0, e1 = env[t1 - 1], jnp.maximum(env[t1], 1e-30)
+    frac = (jnp.log(e0) + 1.0) / jnp.maximum(jnp.log(e0) - jnp.log(e1), 1e-12)
+    tau = (t1 - 1).astype(jnp.float32) + jnp.clip(frac, 0.0, 1.0)
+    return jnp.where(reached, tau, jnp.inf), reached
+
+
+def _lagged_correlation(y: Array, n: int, rank_tol: float = 1e-6) -> Array:
+    """``ρ(t)``, ``t = 0..n``: the largest singular value of the whitened lagged
+    cross-covariance ``W C(t) W`` of ``y (T, C, m)`` (``C(t) = E ỹ(s) ỹ(s+t)ᵀ`` pooled over
+    chains, ``W = C(0)^{-1/2}`` on its non-null eigenspace: indicators that sum to 1 are
+    fine). ``ρ(0) = 1``."""
+    T, C, m = y.shape
+    y = y - jnp.mean(y, axis=(0, 1))
+    c0 = jnp.einsum("tci,tcj->ij", y, y) / (T * C)
+    ev, U = jnp.linalg.eigh(c0)
+    keep = ev > rank_tol * jnp.max(ev)
+    W = (U * jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, ev, 1.0)), 0.0)) @ U.T
+    yw = y @ W                                                            # (T, C, m)
+
+    def at(t):
+        a = jax.lax.dynamic_slice_in_dim(yw, 0, T - n, axis=0)
+        b = jax.lax.dynamic_slice_in_dim(yw, t, T - n, axis=0)
+        ct = jnp.einsum("tci,tcj->ij", a, b) / ((T - n) * C)
+        return jnp.linalg.svd(ct, compute_uv=False)[0]
+    return jax.lax.map(at, jnp.arange(n + 1))
+
+
+@functools.partial(jax.jit, static_argnames=("max_lag",))
+def decorrelation_time(series: Array, max_lag: int | None = None) -> DecorrelationResult:
+    """Decorrelation time of a chain observable: the paper's ``τ = −1/ln|λ₂|`` (eq. 23)
+    measured from samples, for chains too large to diagonalise.
+
+    ``ρ(t)`` is the largest canonical correlation between the observable now and ``t``
+    double steps later (the top singular value of the whitened lagged cross-covariance
+    matrix of its components; for indicators of all states of a Markov chain it decays
+    as ``|λ₂|^t``), and ``τ`` is where the envelope ``max_{s ≥ t} ρ(s)`` crosses ``1/e``.
+    Cross-covariances matter: a chain that cycles through its states keeps its phase
+    in ``Cov(1[z(0) = j], 1[z(t) = k])`` for ``j ≠ k`` while every diagonal term has
+    already decayed. For a scalar AR(1) it returns ``−1/ln|φ|``, for a rotating
+    two-dimensional AR ``−1/ln|λ|``. Unlike :func:`integrated_autocorrelation_time`
+    (the variance of a mean, near 0 for a chain that cycles deterministically), it
+    measures how long the chain remembers its state. Lags use the first ``T − max_lag``
+    origins of every chain.
+
+    Args:
+      series: ``(T,)``, ``(T, C)`` or ``(T, C, *obs)`` (time first, chains second).
+      max_lag: largest lag examined (default ``T // 4``).
+    Returns:
+      :class:`DecorrelationResult`.
+    """
+    series = jnp.asarray(series, jnp.float32)
+    if series.ndim == 1:
+        series = series[:, None]
+    if series.ndim < 2 or series.shape[0] < 8:
+        raise ValueError(f"series must be (T,), (T, C) or (T, C, ...) with T >= 8, got "
+                         f"shape {tuple(series.shape)}")
+    T, C = series.shape[:2]
+    n = min(T - 2, max_lag or T // 4)
+    y = series.reshape(T, C, -1)
+    const = jnp.all(jnp.var(y, axis=(0, 1)) == 0)
+    rho = _lagged_correlation(y, n)
+    tau, reached = _envelope_time(rho)
+    if C > 1:
+        tau_loo = jax.lax.map(
+            lambda i: _envelope_time(_lagged_correlation(
+                jnp.delete(y, i, axis=1, assume_unique_indices=True), n))[0], jnp.arange(C))
+        ok = jnp.all(jnp.isfinite(tau_loo))
+        jk = jnp.sqrt((C - 1) / C * jnp.sum((tau_loo - jnp.mean(tau_loo)) ** 2))
+        jk = jnp.where(ok, jk, jnp.inf)
+    else:
+        jk = jnp.array(jnp.nan, jnp.float32)
+    return DecorrelationResult(jnp.where(const, jnp.nan, tau), jnp.where(const, jnp.nan, jk),
+                               reached & ~const, rho)
+
+
 # ----------------------------------------------------------------------------- driver
 
 class TrajectoryDiagnostics(NamedTuple):
@@ -527,8 +626,9 @@ def trajectory_diagnostics(key: Array, params: Params, model_config: ModelConfig
 
 
 __all__ = [
-    "BIAS_CORRECTIONS", "CHUNK_ELEMENTS", "IATResult", "SigmaEstimate",
-    "TrajectoryDiagnostics", "autocorrelation", "default_chunk", "effective_sample_size",
+    "BIAS_CORRECTIONS", "CHUNK_ELEMENTS", "DecorrelationResult", "IATResult", "SigmaEstimate",
+    "TrajectoryDiagnostics", "autocorrelation", "decorrelation_time", "default_chunk",
+    "effective_sample_size",
     "integrated_autocorrelation_time", "log_mean_exp",
     "log_transition_rb", "sample_visible_logits", "sigma_from_trajectory",
     "trajectory_diagnostics",

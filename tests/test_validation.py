@@ -319,8 +319,12 @@ def test_binary_hidden_units_too_many_to_enumerate(x):
                abar=jnp.zeros(13))
     msg = r"L = 13 > 12 are not supported .* use n_hidden \(L\) <= 12"
     raises_cleanly(ValueError, msg, dg.diagnose, KEY, p, jnp.zeros(D), big, x, DCFG)
-    raises_cleanly(ValueError, msg, ncl_model.log_likelihood_given_occupancy, p, x,
-                   jnp.zeros(2 ** 13), big)
+    # the likelihood given p̄ is linear in S: it enumerates up to 20 binary units
+    huge = ModelConfig(n_hidden=21, hidden="binary")
+    p21 = Params(w=jnp.zeros((D, 21)), a=jnp.zeros(D), wbar=jnp.zeros((21, D)),
+                 abar=jnp.zeros(21))
+    raises_cleanly(ValueError, r"binary L = 21 > 20 is not supported; use fewer hidden",
+                   ncl_model.log_likelihood_given_occupancy, p21, x, jnp.zeros(4), huge)
     raises_cleanly(ValueError, msg, dg.rao_blackwell_log_transition_matrix, KEY, p,
                    jnp.zeros(D), big)
     raises_cleanly(ValueError, "use L <= 30", T.TrainConfig, model={"n_hidden": 31,
