@@ -170,7 +170,7 @@ def write_report(out: Path, rows, meta: dict) -> None:
          "Arms (same data, seeds, App. A1 initialisation and protocol: "
          "`ncl.training.TrainConfig()` defaults, monitor off): **NCL** (the paper's rule); "
          "**RBM-PCD** (same hidden layer, tied weights, PCD; learning rate chosen by a "
-         f"sweep over {', '.join(f'{f:.3g}' for f in meta['lr_factors'])} × the paper's "
+         f"sweep over {', '.join(f'{f:g}' for f in meta['rbm_learning_rates'])} "
          f"on seeds {list(meta['sweep_seeds'])} by exact training likelihood, "
          "`runs/*-RBM-PCD/lr_sweep.json`); **RBM-exact** (the RBM trained by the gradient "
          "of its exact log-likelihood); **EM** (the one-hot family as a mixture of "
@@ -192,6 +192,16 @@ def write_report(out: Path, rows, meta: dict) -> None:
         name = f"{layer[0]}-{layer[1]}"
         s = summ[name]
         L += [f"## {layer[0]} hidden units, L = {layer[1]}", "", _table(rows, layer, s["arms"]), ""]
+        sweep = out / "runs" / f"{name}-RBM-PCD" / "lr_sweep.json"
+        if sweep.exists():
+            sw = json.loads(sweep.read_text())
+            L += ["PCD learning-rate sweep (median exact training LL of the sweep seeds): "
+                  + ", ".join(f"{r['learning_rate']:g}: {r['median']:.1f}" for r in sw["rows"])
+                  + f"; chosen {sw['chosen']:g}.", ""]
+        n_ll = sorted({int(r.get("ll_images", 0)) for r in rows if (r["hidden"], r["L"]) == layer})
+        if n_ll and n_ll[0] < meta["n_test"]:
+            L += [f"Likelihoods of this layer on the first {n_ll[0]} training and test images.",
+                  ""]
     L += ["## The four questions", "",
           "Differences are NCL minus baseline: difference of medians [95 % bootstrap "
           "interval], two-sided Mann–Whitney p; a verdict needs the interval to exclude 0 "
