@@ -2,7 +2,8 @@
 ``diagnostics.npz``.
 
 * file names: :data:`DIAGNOSTICS_FILE`, :data:`METRICS_FILE`, :data:`REPORT_FILE`,
-  :data:`CONFIG_FILE`, :data:`ENSEMBLE_DIR` and the figure stems :data:`FIGURES`;
+  :data:`CONFIG_FILE`, :data:`ENSEMBLE_DIR` and the figure stems :data:`FIGURES`; the
+  chain diagnostics' :data:`CHAIN_DIAGNOSTICS_FILE` and :data:`CHAIN_METRICS_FILE`;
 * ``diagnostics.npz``: ``seeds``, ``n_hidden``, ``diag_*`` (every
   :class:`~ncl.diagnostics.Diagnostics` array, :func:`diagnostics_arrays`), ``hist_*``
   (the training history, :func:`history_arrays`), ``fig3_*`` (Fig. 3's runs and samples)
@@ -28,6 +29,14 @@ REPORT_FILE = "REPORT.md"
 CONFIG_FILE = "config.json"
 ENSEMBLE_DIR = "ensemble"
 FIGURES = ("fig2", "fig3", "fig4")
+CHAIN_DIAGNOSTICS_FILE = "chain_diagnostics.npz"
+"""``ncl diagnose``'s chain diagnostics (:mod:`ncl.chain_diagnostics`, for hidden spaces
+too large to tabulate ``M``): ``seeds``, ``n_hidden``, ``classifier_digits``, one ``chain_*``
+array per :class:`~ncl.chain_diagnostics.ChainDiagnostics` field (leading member axis)
+and ``settings_json`` (the settings, data and provenance as one JSON string)."""
+CHAIN_METRICS_FILE = "chain_metrics.csv"
+"""One row per member of the chain diagnostics (the scalars of ``chain_diagnostics.npz``,
+the per-class arrays as one column per digit)."""
 
 
 def diagnostics_arrays(d) -> dict:

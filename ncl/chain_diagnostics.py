@@ -292,6 +292,10 @@ def _prepare(config, classifier, data, labels, heldout, cfg):
                         "ncl.classifier.load_default_classifier(range(10)))")
     from ncl.data import check_data
     data = check_data(data)
+    n_pixels = int(classifier.W.shape[-2])
+    if n_pixels != data.shape[1]:
+        raise ValueError(f"classifier takes images of {n_pixels} pixels but the data have "
+                         f"{data.shape[1]}; use a classifier trained on images like the data")
     labels = np.asarray(labels)
     if labels.shape != (data.shape[0],):
         raise ValueError(f"labels must have shape ({data.shape[0]},) (one per image), got "
@@ -327,7 +331,6 @@ def chain_diagnose(key: Array, params: Params, center: Array, config: ModelConfi
       heldout: optional ``(N_h, D)`` held-out data for ``loglik_heldout``.
       cfg: :class:`ChainDiagnosticsConfig`.
     """
-    check_params(params, config)
     x, h, p_data = _prepare(config, classifier, data, labels, heldout, cfg)
     check_params(params, config, x.shape[1])
     fn = _program(config, cfg, False, h is not None)
@@ -342,7 +345,11 @@ def chain_diagnose_ensemble(key: Array, params: Params, centers: Array, config: 
     leading member axis; member ``i`` uses ``jax.random.fold_in(key, i)``), as one
     compiled program; fields gain a leading ``(E,)`` axis."""
     x, h, p_data = _prepare(config, classifier, data, labels, heldout, cfg)
-    E = int(jnp.shape(centers)[0])
+    D = check_params(params, config, x.shape[1], n_members=-1)
+    E = int(params.w.shape[0])
+    if tuple(jnp.shape(centers)) != (E, D):
+        raise ValueError(f"centers must have shape ({E}, {D}) (one centering vector per "
+                         f"member, e.g. state.center), got {tuple(jnp.shape(centers))}")
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(E))
     fn = _program(config, cfg, True, h is not None)
     return fn(keys, params, jnp.asarray(centers, jnp.float32), classifier, x, h, p_data)

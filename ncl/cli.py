@@ -22,7 +22,7 @@ from ncl.options import (HelpFormatter, UsageError, add_data_arguments,
                          add_output_arguments, add_train_arguments, check_batch_against_data,
                          check_no_run_files, check_output_directory, config_from_args,
                          dcfg_from_args, load_data_from_args, positive_float, positive_int,
-                         quick_train_config, seeds_from_args)
+                         quick_train_config, seeds_from_args, too_large_to_tabulate)
 from ncl.progress import EpochProgress, Log
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -206,6 +206,9 @@ def cmd_diagnose(args) -> int:
         run_dir = run_dir / "ensemble"  # an `ncl reproduce` output directory
     out = Path(args.out) if args.out else run_dir.parent / (run_dir.name + "-diagnostics") \
         if run_dir.name != "ensemble" else run_dir.parent
+    too_large = too_large_to_tabulate(run_dir)
+    if args.chain_diagnostics or too_large:
+        return _chain_diagnose(args, run_dir, out, too_large)
     base = quick_protocol()[1] if args.quick else paper_diagnostics_config()
     dcfg = dcfg_from_args(args, base)
     try:
@@ -215,6 +218,129 @@ def cmd_diagnose(args) -> int:
     diagnose_run(run_dir, out, dcfg=dcfg, key_seed=args.key_seed, estimator=args.estimator,
                  figures=not args.no_figures, quiet=args.quiet, overwrite=args.overwrite)
     Log(args.quiet)(f"ncl diagnose: wrote {out}")
+    return EXIT_OK
+
+
+def _chain_metrics_rows(d, seeds, digits, finite) -> list[dict]:
+    """One row per member: every scalar field of :class:`ChainDiagnostics`, the per-class
+    arrays as ``<field>_<digit>``."""
+    rows = []
+    for i, seed in enumerate(seeds):
+        row = {"seed": int(seed), "finite": int(finite[i])}
+        for k, v in d._asdict().items():
+            v = np.asarray(v[i])
+            if v.ndim == 0:
+                row[k] = float(v)
+            else:
+                row.update({f"{k}_{dg}": float(x) for dg, x in zip(digits, v)})
+        rows.append(row)
+    return rows
+
+
+def _write_csv_atomically(path: Path, rows: list[dict]) -> None:
+    import csv
+    import io as _io
+
+    from ncl._atomic import atomic_write
+    text = _io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+
+
+def _median_range(v) -> str:
+    v = np.asarray(v, np.float64)
+    ok = v[np.isfinite(v)]
+    if ok.size == 0:
+        return "nan"
+    med, lo, hi = np.median(ok), ok.min(), ok.max()
+    extra = "" if ok.size == v.size else f" ({v.size - ok.size} not finite)"
+    return f"{med:.4g} [{lo:.4g}, {hi:.4g}]{extra}"
+
+
+def _chain_diagnose(args, run_dir: Path, out: Path, too_large: bool) -> int:
+    """``ncl diagnose`` from the chains alone (:func:`ncl.chain_diagnostics.
+    chain_diagnose_ensemble`): ``OUT/chain_diagnostics.npz`` and ``OUT/chain_metrics.csv``."""
+    import dataclasses
+    import json
+    import os
+
+    from ncl.artifacts import CHAIN_DIAGNOSTICS_FILE, CHAIN_METRICS_FILE
+    from ncl.options import chain_classifier, chain_config_from_args
+    from ncl.reproduce import (_heldout_for, _load_data_for, check_diagnostics_out,
+                               load_run_parameters)
+    log = Log(args.quiet)
+    ccfg = chain_config_from_args(args, args.quick)
+    try:
+        check_diagnostics_out(out, overwrite=True)  # a file or a saved run: never
+    except ValueError as e:
+        raise UsageError(f"--out: {e}") from None
+    earlier = [n for n in (CHAIN_DIAGNOSTICS_FILE, CHAIN_METRICS_FILE) if (out / n).exists()]
+    if earlier and not args.overwrite:
+        raise UsageError(f"--out: {out} already holds chain diagnostics ({', '.join(earlier)})"
+                         "; pass --overwrite to replace them, or choose another --out")
+    check_output_directory(out)
+    import jax
+
+    from ncl import chain_diagnostics as cdg
+    from ncl.io import provenance
+    run = load_run_parameters(run_dir, log)
+    model = run.config.model
+    x, labels, digits = _load_data_for(run.meta.get("data"))
+    classifier = chain_classifier(digits, log)
+    heldout, heldout_info = _heldout_for(digits, log)
+    params = jax.tree_util.tree_map(np.asarray, run.params)
+    centers = np.asarray(run.center)
+    seeds = list(run.seeds)
+    S = (f"2**{model.n_hidden} = {2 ** model.n_hidden}" if model.hidden == "binary"
+         else str(model.n_hidden))
+    why = ("too many to tabulate M" if too_large else "--chain-diagnostics")
+    log(f"chain diagnostics ({model.hidden} L = {model.n_hidden}: {S} hidden states, {why})"
+        f": {len(seeds)} models, {ccfg.n_chains} chains x ({ccfg.burn_in} burn-in + "
+        f"{ccfg.n_steps} recorded) double steps, K={ccfg.rb_samples} ...")
+    t0 = time.perf_counter()
+    d = cdg.chain_diagnose_ensemble(jax.random.key(args.key_seed), params, centers, model, x,
+                                    labels, classifier, heldout=heldout, cfg=ccfg)
+    d = jax.tree_util.tree_map(np.asarray, d)
+    wall = time.perf_counter() - t0
+    log(f"chain diagnostics: done in {wall:.1f} s")
+
+    finite = np.asarray(getattr(run.history, "finite", np.ones((len(seeds), 1))), bool)
+    finite = finite.reshape(len(seeds), -1).all(axis=1)
+    class_digits = [int(c) for c in np.asarray(classifier.classes)]
+    settings = {
+        "chain_diagnostics_config": dataclasses.asdict(ccfg),
+        "train_config": run.config.to_dict(), "seeds": [int(s) for s in seeds],
+        "key_seed": int(args.key_seed), "run_dir": os.path.relpath(run_dir, out),
+        "data": run.meta.get("data") or {}, "heldout": heldout_info,
+        "classifier_digits": class_digits, "seconds": wall, "provenance": provenance()}
+    arrays = {"seeds": np.asarray(seeds), "n_hidden": np.asarray(model.n_hidden),
+              "classifier_digits": np.asarray(class_digits),
+              "finite": finite.astype(np.int8),
+              "settings_json": np.asarray(json.dumps(settings, default=str))}
+    arrays.update({f"chain_{k}": np.asarray(v) for k, v in d._asdict().items()})
+    from ncl._atomic import atomic_write
+    atomic_write(out / CHAIN_DIAGNOSTICS_FILE, lambda f: np.savez_compressed(f, **arrays))
+    _write_csv_atomically(out / CHAIN_METRICS_FILE,
+                          _chain_metrics_rows(d, seeds, class_digits, finite))
+    for label, v, err in (
+            ("sigma (nats/double step)", d.sigma, d.sigma_err),
+            ("hidden decorrelation tau", d.hidden_tau, d.hidden_tau_err),
+            ("class decorrelation tau", d.class_tau, d.class_tau_err),
+            ("sample class KL", d.sample_kl, d.sample_kl_err),
+            ("confidently classified", d.confident, d.confident_err),
+            ("class irreversibility", d.class_irreversibility, d.class_irreversibility_err),
+            ("loglik given occupancy", d.loglik, None),
+            ("held-out loglik", d.loglik_heldout, None)):
+        shown = _median_range(v)
+        if err is not None and shown != "nan":
+            shown += f", median error {np.nanmedian(err):.2g}"
+        log(f"  {label:26s} median [min, max] over models: {shown}")
+    if np.any(d.rb_ess_mean < 2):
+        log(f"  warning: RB effective draws {_median_range(d.rb_ess_mean)} (of "
+            f"K={ccfg.rb_samples}): sigma is unreliable; raise --rb-samples")
+    log(f"ncl diagnose: wrote {out / CHAIN_DIAGNOSTICS_FILE}, {out / CHAIN_METRICS_FILE}")
     return EXIT_OK
 
 
@@ -376,8 +502,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("diagnose", help="diagnose a saved ensemble (no retraining) and "
-                       "write figures, metrics.csv, REPORT.md",
-                       formatter_class=HelpFormatter)
+                       "write figures, metrics.csv, REPORT.md (chain diagnostics for "
+                       "hidden spaces too large to tabulate)",
+                       formatter_class=HelpFormatter,
+                       description="Diagnose a saved ensemble without retraining. Where the "
+                       "hidden space can be tabulated (one-hot, or binary L <= 12) the "
+                       "latent transition matrix M is estimated and the paper's diagnostics, "
+                       "Figs. 2-4, metrics.csv and REPORT.md are written. For binary L > 12 "
+                       "(or with --chain-diagnostics) only the chains are used "
+                       "(ncl.chain_diagnostics): sigma from the hidden trajectory "
+                       "(Rao-Blackwellised, bias-corrected, batch-means error), the "
+                       "decorrelation time of the hidden vector and of the generated digit "
+                       "classes, class IAT/ESS, the class frequencies, KL and confident "
+                       "fraction of the generated images, the class-pair irreversibility (a "
+                       "lower bound on the visible chain's entropy production) and the "
+                       "log-likelihood given the chains' occupancy (up to binary L = 16; nan "
+                       "beyond), written to OUT/chain_diagnostics.npz and "
+                       "OUT/chain_metrics.csv (one row per model); there the diagnostics "
+                       "options set the chains (--diag-steps: total over the chains; "
+                       "defaults 16 chains x (1000 burn-in + 2000) double steps, K = 16 "
+                       "draws per visited state).")
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="a run saved by `ncl train` (or an `ncl reproduce` output directory)")
     p.add_argument("--out", default=None,
@@ -385,8 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "directory, that directory)")
     add_diagnostics_arguments(p)
     p.add_argument("--quick", action="store_true",
-                   help="short diagnostics for smoke tests (those of `ncl reproduce --quick`)")
+                   help="short diagnostics for smoke tests (those of `ncl reproduce --quick`"
+                        "; chain diagnostics: 4 chains x (50 burn-in + 400) double steps, "
+                        "K = 8, log-likelihoods on the first 500 images)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("--chain-diagnostics", action="store_true",
+                   help="use the chain diagnostics (no M table) for any model; they are "
+                        "used anyway where M cannot be tabulated (binary L > 12)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace earlier diagnostics in --out (never a saved run's files)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

@@ -1,7 +1,9 @@
 """Command-line options: the argument groups the subcommands share, their value types,
 and what they become — :class:`~ncl.training.TrainConfig` (:func:`config_from_args`,
 ``--quick``: :func:`quick_train_config`), :class:`~ncl.diagnostics.DiagnosticsConfig`
-(:func:`dcfg_from_args`), seeds (:func:`seeds_from_args`), data
+(:func:`dcfg_from_args`), :class:`~ncl.chain_diagnostics.ChainDiagnosticsConfig`
+(:func:`chain_config_from_args`; which runs need it: :func:`too_large_to_tabulate`; its
+classifier: :func:`chain_classifier`), seeds (:func:`seeds_from_args`), data
 (:func:`load_data_from_args`) — and the checks of ``--out`` made before any work.
 Everything wrong raises :class:`UsageError` naming the option (exit code 2).
 
@@ -307,6 +309,73 @@ def dcfg_from_args(args, base=None):
         return dataclasses.replace(base, **over)
     except (TypeError, ValueError) as e:
         raise UsageError(_with_options(str(e), over)) from None
+
+
+def quick_chain_config():
+    """``ncl diagnose --quick``'s chain diagnostics: 4 chains of 50 burn-in + 400 recorded
+    double steps, K = 8, the log-likelihoods on the first 500 images (seconds per model)."""
+    from ncl.chain_diagnostics import ChainDiagnosticsConfig
+    return ChainDiagnosticsConfig(n_chains=4, burn_in=50, n_steps=400, rb_samples=8,
+                                  segment=50, loglik_images=500)
+
+
+def chain_config_from_args(args, quick: bool = False):
+    """A :class:`ncl.chain_diagnostics.ChainDiagnosticsConfig` for ``ncl diagnose``'s
+    chain path: its defaults (or :func:`quick_chain_config` with ``quick``) and the
+    diagnostics options given (``--diag-steps`` is the total over the chains, as for the
+    tabulated diagnostics: each chain records ``ceil(N / chains)``)."""
+    import dataclasses
+
+    from ncl.chain_diagnostics import ChainDiagnosticsConfig
+    base = quick_chain_config() if quick else ChainDiagnosticsConfig()
+    over = {}
+    for arg, field in (("burn_in", "burn_in"), ("diag_chains", "n_chains"),
+                       ("rb_samples", "rb_samples")):
+        if getattr(args, arg, None) is not None:
+            over[field] = getattr(args, arg)
+    if getattr(args, "diag_steps", None) is not None:
+        chains = over.get("n_chains", base.n_chains)
+        over["n_steps"] = -(-args.diag_steps // chains)
+        if over["n_steps"] < 8:
+            raise UsageError(f"--diag-steps {args.diag_steps}: the chain diagnostics record "
+                             f"at least 8 double steps per chain; give at least {8 * chains} "
+                             f"for {chains} chains")
+    try:
+        return dataclasses.replace(base, **over)
+    except (TypeError, ValueError) as e:
+        raise UsageError(_with_options(str(e), over)) from None
+
+
+def too_large_to_tabulate(run_dir) -> bool:
+    """Whether :mod:`ncl.diagnostics` cannot tabulate ``M`` for the model recorded in
+    ``run_dir/config.json`` (binary L > 12); ``False`` when the file cannot be read
+    (loading the run then reports why). Reads JSON only (JAX need not start)."""
+    from ncl import io
+    from ncl.diagnostics import check_enumerable
+    from ncl.training import TrainConfig
+    try:
+        model = TrainConfig.from_dict(io.load_meta(Path(run_dir))["train_config"]).model
+    except Exception:
+        return False
+    try:
+        check_enumerable(model)
+    except ValueError:
+        return True
+    return False
+
+
+def chain_classifier(digits, log):
+    """The digit classifier of the chain diagnostics: the shipped one for (0, 1, 2) or the
+    ten digits, else one of the run's digits (trained now from MNIST), else the shipped
+    ten-digit one (it knows every digit)."""
+    from ncl import classifier as clf
+    digits = tuple(sorted(int(d) for d in digits))
+    try:
+        return clf.classifier_for_digits(digits)
+    except Exception as e:  # no MNIST files here to train one for these digits
+        log(f"warning: no classifier for digits {digits} ({e}); using the shipped "
+            "ten-digit classifier")
+        return clf.load_default_classifier(range(10))
 
 
 _PROTOCOL_FIELDS = ("epochs", "steps_per_epoch", "chain_length", "learning_rate",
