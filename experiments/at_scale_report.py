@@ -28,14 +28,14 @@ def _vals(rows, layer, arm, key):
 
 
 def _med(v):
-    v = v[np.isfinite(v)]
+    v = v[~np.isnan(v)]   # inf kept: a chain that never decorrelated within the window
     if v.size == 0:
         return "–"
     return f"{np.median(v):.3g} [{np.min(v):.3g}, {np.max(v):.3g}]"
 
 
 def _compare(a, b, higher_is_better=True):
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     if a.size < 2 or b.size < 2:
         return dict(diff=np.nan, lo=np.nan, hi=np.nan, p=np.nan, verdict="undecided (too few)")
     d, lo, hi = bootstrap_median_difference(a, b)
