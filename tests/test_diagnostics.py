@@ -495,9 +495,15 @@ def test_binary_too_many_units_is_a_clear_error():
     with pytest.raises(ValueError, match="L = 13 > 12"):
         ncl_model.check_enumerable(cfg)
     params = random_model(0, 4, 13)
-    with pytest.raises(ValueError, match="binary hidden units"):
-        ncl_model.log_likelihood_given_occupancy(params, np.zeros((2, 4), np.float32),
-                                                 jnp.zeros(2 ** 13), cfg)
+    # the likelihood given p̄ is linear in S and enumerates up to 20 binary units
+    lp = jnp.full(2 ** 13, -13 * np.log(2.0), jnp.float32)
+    assert np.isfinite(float(ncl_model.log_likelihood_given_occupancy(
+        params, np.zeros((2, 4), np.float32), lp, cfg)))
+    big = ModelConfig(n_hidden=21, hidden="binary")
+    with pytest.raises(ValueError, match="binary L = 21 > 20 is not supported"):
+        ncl_model.log_likelihood_given_occupancy(random_model(0, 4, 21),
+                                                 np.zeros((2, 4), np.float32),
+                                                 jnp.zeros(4), big)
     with pytest.raises(ValueError, match="binary hidden units"):
         dg.diagnose(jax.random.key(0), params, jnp.zeros(4), cfg, np.zeros((2, 4)), DCFG)
 
