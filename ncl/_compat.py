@@ -2,6 +2,7 @@
 nothing from ``ncl``, and JAX only inside the functions)."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -54,11 +55,29 @@ def compilation_cache_dir() -> str:
     return os.path.join(base, "ncl", "jax")
 
 
+_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+
+
+def _reset_compilation_cache() -> None:
+    """Forget JAX's opened cache so the next compile reads the options afresh (JAX opens
+    the cache directory once per process and keeps writing there otherwise)."""
+    try:
+        from jax.experimental.compilation_cache import compilation_cache as cc
+    except ImportError:                                   # pragma: no cover
+        return
+    reset = getattr(cc, "reset_cache", None)
+    if reset is not None:
+        reset()
+
+
 def enable_compilation_cache(directory: str | None = None) -> str | None:
     """Turn on JAX's persistent compilation cache (a second ``ncl`` run with the same
     shapes loads its programs instead of compiling them again); returns the directory,
     or ``None`` when ``NCL_NO_COMPILE_CACHE=1`` turned it off or the directory cannot be
-    created.
+    created. This changes JAX's process-wide configuration until the process ends; code
+    that must leave the caller's setting alone (``ncl.cli.main`` called from a notebook)
+    uses :func:`compilation_cache` instead.
 
     Trust caveat: a cache entry is an executable that JAX loads and runs; keep the
     directory private to your user (it is created with mode 0700) and never point it at
@@ -79,4 +98,23 @@ def enable_compilation_cache(directory: str | None = None) -> str | None:
                           ("jax_persistent_cache_min_entry_size_bytes", 0)):
         if option in jax.config.values:
             jax.config.update(option, value)
+    _reset_compilation_cache()
     return directory
+
+
+@contextlib.contextmanager
+def compilation_cache(directory: str | None = None):
+    """The persistent compilation cache on inside the ``with`` block (as
+    :func:`enable_compilation_cache`, yielding its directory or ``None``), and the
+    caller's cache options back on exit, so programs compiled after the block are not
+    written to (or read from) that directory."""
+    import jax
+    saved = {o: jax.config.values[o] for o in _CACHE_OPTIONS if o in jax.config.values}
+    enabled = enable_compilation_cache(directory)
+    try:
+        yield enabled
+    finally:
+        if enabled is not None:
+            for option, value in saved.items():
+                jax.config.update(option, value)
+            _reset_compilation_cache()

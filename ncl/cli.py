@@ -586,11 +586,12 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     # compiled programs persist between runs (a second run loads them instead of compiling
-    # again): on by default, NCL_NO_COMPILE_CACHE=1 turns it off (see ncl._compat)
-    from ncl._compat import enable_compilation_cache
-    enable_compilation_cache()
+    # again): on by default, NCL_NO_COMPILE_CACHE=1 turns it off (see ncl._compat); only
+    # for this command, so a notebook calling main() keeps its own JAX cache settings
+    from ncl._compat import compilation_cache
     try:
-        return args.func(args)
+        with compilation_cache():
+            return args.func(args)
     except UsageError as e:
         print(f"ncl {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -259,11 +259,41 @@ def figure2(loglik_history, sigma_history, final_loglik, final_sigma,
 
 # ----------------------------------------------------------------------------- Fig. 3
 
-def _image(ax, v, cmap="gray_r", vmin=0.0, vmax=1.0, side=28):
-    im = ax.imshow(np.asarray(v).reshape(side, side), cmap=cmap, vmin=vmin, vmax=vmax,
-                   interpolation="nearest")
+STRIP_GAP = 3
+"""Pixels of blank between the tiles of an image strip (:func:`image_strip`)."""
+
+
+def image_strip(images, side: int = 28, gap: int = STRIP_GAP) -> np.ndarray:
+    """Tile ``images (n, side·side)`` left to right into one ``(side, n·side + (n−1)·gap)``
+    array, NaN in the gaps (drawn blank): one ``imshow`` for a row of images instead of
+    one axes per image, which is what makes Fig. 3 cheap to lay out and render. Tile ``k``
+    occupies columns ``k·(side + gap) … k·(side + gap) + side − 1``."""
+    images = np.asarray(images, np.float64)
+    n = images.shape[0]
+    out = np.full((side, n * side + max(n - 1, 0) * gap), np.nan)
+    for k in range(n):
+        c = k * (side + gap)
+        out[:, c:c + side] = images[k].reshape(side, side)
+    return out
+
+
+def _strip(ax, images, *, side: int, cmap="gray_r", vmin=0.0, vmax=1.0, labels=None,
+           fontsize=7.0, ylabel=None):
+    """Draw :func:`image_strip` of ``images`` on ``ax`` (no ticks), each tile's label above
+    it; returns the image artist (for a colour bar)."""
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="white")
+    im = ax.imshow(image_strip(images, side), cmap=cm, vmin=vmin, vmax=vmax,
+                   interpolation="nearest", aspect="equal")
     ax.set_xticks([])
     ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if labels is not None:
+        for k, lab in enumerate(labels):
+            ax.text(k * (side + STRIP_GAP) + (side - 1) / 2, -1.5, lab, ha="center",
+                    va="bottom", fontsize=fontsize)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=8)
     return im
 
 
@@ -278,32 +308,27 @@ def _draw_run(sf, run: dict, estimator: str, side: int):
     mean_imgs = np.asarray(run["mean_images"], np.float64)
     samples = np.asarray(run["samples"], np.float64)
     z_seq = np.asarray(run["z"], int) if run.get("z") is not None else None
-    n_seq = mean_imgs.shape[0]
 
     head, top, bottom = sf.subfigures(3, 1, height_ratios=[0.22, 2.15, 1.25])
     head.text(0.01, 0.5, run.get("title", ""), ha="left", va="center", fontsize=10,
               fontweight="bold")
     left, mid, right = top.subfigures(1, 3, width_ratios=[L + 0.9, 2.0, 3.1])
-    axes = left.subplots(2, L + 1, gridspec_kw={"width_ratios": [1] * L + [0.09],
-                                                "wspace": 0.06, "hspace": 0.35})
+    axes = left.subplots(2, 2, gridspec_kw={"width_ratios": [L, 0.09], "wspace": 0.04,
+                                            "hspace": 0.35})
     left.subplots_adjust(left=0.04, right=0.93, top=0.83, bottom=0.03)
     wlim = float(np.nanmax(np.abs(w))) or 1.0
     blim = float(np.nanmax(np.abs(wbar))) or 1.0
-    for a in range(L):
-        im_w = _image(axes[0, a], w[:, a], cmap="RdBu_r", vmin=-wlim, vmax=wlim, side=side)
-        lab = f"α={a}: p̄={p_bar[a]:.2f}"
-        if digits is not None:
-            lab += f"\nclassified '{int(digits[a])}'"
-        axes[0, a].set_title(lab, fontsize=7)
-        im_b = _image(axes[1, a], wbar[a], cmap="RdBu_r", vmin=-blim, vmax=blim, side=side)
-    axes[0, 0].set_ylabel("w", fontsize=9)
-    axes[1, 0].set_ylabel("w̄", fontsize=9)
-    cb = left.colorbar(im_w, cax=axes[0, L])
-    cb.set_label("w (logit)", fontsize=7)
-    cb.ax.tick_params(labelsize=6)
-    cb = left.colorbar(im_b, cax=axes[1, L])
-    cb.set_label("w̄", fontsize=7)
-    cb.ax.tick_params(labelsize=6)
+    labels = [f"α={a}: p̄={p_bar[a]:.2f}"
+              + ("" if digits is None else f"\nclassified '{int(digits[a])}'")
+              for a in range(L)]
+    im_w = _strip(axes[0, 0], w.T, side=side, cmap="RdBu_r", vmin=-wlim, vmax=wlim,
+                  labels=labels, ylabel="w")
+    im_b = _strip(axes[1, 0], wbar, side=side, cmap="RdBu_r", vmin=-blim, vmax=blim,
+                  ylabel="w̄")
+    for cax, im, lab in ((axes[0, 1], im_w, "w (logit)"), (axes[1, 1], im_b, "w̄")):
+        cb = left.colorbar(im, cax=cax)
+        cb.set_label(lab, fontsize=7)
+        cb.ax.tick_params(labelsize=6)
 
     ax = mid.subplots()
     mid.subplots_adjust(left=0.38, right=0.95, top=0.83, bottom=0.2)
@@ -330,16 +355,11 @@ def _draw_run(sf, run: dict, estimator: str, side: int):
     cb.set_label("transition probability", fontsize=7)
     cb.ax.tick_params(labelsize=6)
 
-    axes = bottom.subplots(2, n_seq, gridspec_kw={"wspace": 0.05, "hspace": 0.08})
+    axes = bottom.subplots(2, 1, gridspec_kw={"hspace": 0.08})
     bottom.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.02)
-    axes = np.atleast_2d(axes).reshape(2, n_seq)
-    for t in range(n_seq):
-        _image(axes[0, t], mean_imgs[t], side=side)
-        _image(axes[1, t], samples[t], side=side)
-        if z_seq is not None:
-            axes[0, t].set_title(f"z={z_seq[t]}", fontsize=7)
-    axes[0, 0].set_ylabel("⟨x(t)⟩", fontsize=8)
-    axes[1, 0].set_ylabel("x(t)", fontsize=8)
+    _strip(axes[0], mean_imgs, side=side, ylabel="⟨x(t)⟩",
+           labels=None if z_seq is None else [f"z={z}" for z in z_seq])
+    _strip(axes[1], samples, side=side, ylabel="x(t)")
     bottom.suptitle("mean images ⟨x(t)⟩ = sigmoid(w z(t−1) + a) along a sampled hidden "
                     "trajectory z(t−1) (top row) and the sampled images x(t) (bottom row); "
                     "t increases to the right", fontsize=7.5, y=0.995)

@@ -152,6 +152,35 @@ def test_figures_from_synthetic_arrays(tmp_path):
                       estimator="bogus")
 
 
+def test_figure3_draws_each_image_strip_tile_for_tile():
+    # Fig. 3's rows of images are one imshow each (image_strip): every tile must hold
+    # exactly its image, the gaps must be blank (NaN), whatever the number of tiles
+    rng = np.random.default_rng(1)
+    side, gap = 28, plots.STRIP_GAP
+    for n in (1, 2, 7):
+        imgs = rng.uniform(size=(n, side * side))
+        strip = plots.image_strip(imgs, side)
+        assert strip.shape == (side, n * side + (n - 1) * gap)
+        for k in range(n):
+            c = k * (side + gap)
+            np.testing.assert_array_equal(strip[:, c:c + side], imgs[k].reshape(side, side))
+        assert np.isnan(strip).sum() == side * gap * (n - 1)
+    L, n_seq = 3, 5
+    run = dict(w=rng.normal(size=(side * side, L)), wbar=rng.normal(size=(L, side * side)),
+               abar=rng.normal(size=L), p_bar=np.full(L, 1 / L), M=np.full((L, L), 1 / L),
+               mean_images=rng.uniform(size=(n_seq, side * side)),
+               samples=rng.integers(0, 2, (n_seq, side * side)), z=np.arange(n_seq) % L)
+    fig = plots.figure3([run])
+    shown = [np.ma.filled(im.get_array(), np.nan) for ax in fig.get_axes()
+             for im in ax.get_images()]
+    want = {"w": plots.image_strip(run["w"].T, side), "wbar": plots.image_strip(run["wbar"]),
+            "mean": plots.image_strip(run["mean_images"]),
+            "samples": plots.image_strip(run["samples"])}
+    for name, a in want.items():
+        assert any(s.shape == a.shape and np.array_equal(s, a, equal_nan=True) for s in shown), name
+    assert len(fig.get_axes()) <= 10      # one axes per strip, not one per image
+
+
 def test_plots_leave_no_pyplot_state():
     import matplotlib.pyplot as plt
     before = plt.get_fignums()

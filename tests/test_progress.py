@@ -103,3 +103,27 @@ def test_second_cli_run_reuses_the_compiled_programs(tmp_path):
     r = subprocess.run(args + ["--out", str(tmp_path / "c")], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and entries() == first
+
+
+def test_cli_main_uses_the_cache_for_its_command_only(tmp_path, monkeypatch):
+    """In a notebook, ``ncl.cli.main`` caches the command's programs and then gives JAX's
+    cache options back: what the caller compiles afterwards is not written there."""
+    import jax
+    from ncl import cli
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NCL_COMPILE_CACHE_DIR", str(cache))
+    monkeypatch.delenv("NCL_NO_COMPILE_CACHE")
+    before = jax.config.values["jax_compilation_cache_dir"]
+    assert cli.main(["train", "--seeds", "2", "--epochs", "2", "--steps-per-epoch", "2",
+                     "-T", "4", "--batch-max", "40", "-q", "--out", str(tmp_path / "a")]) == 0
+    written = sorted(p.name for p in cache.iterdir())
+    assert written, "the command cached nothing"
+    assert jax.config.values["jax_compilation_cache_dir"] == before
+    after = jax.jit(lambda v: jnp_cos_plus(v))(np.arange(7.0, dtype=np.float32))
+    assert np.isfinite(np.asarray(after)).all()
+    assert sorted(p.name for p in cache.iterdir()) == written
+
+
+def jnp_cos_plus(v):
+    import jax.numpy as jnp
+    return jnp.cos(v) + 0.125 * v
