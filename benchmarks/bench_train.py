@@ -6,7 +6,9 @@ Prints, measured side by side in one run on this machine:
   120 epochs x 30 steps = 3600 steps, T = 48, minibatch 16 -> 160, L = 6, D = 784),
   the total "compile included" wall time; variants without the in-program monitor
   (sigma and the precise log-likelihood per epoch) and with the per-epoch progress
-  callback the CLI uses, so their overheads are measured too;
+  callback the CLI uses, so their overheads are measured too; one device; and XLA's
+  default CPU backend level (2) against the level 1 ncl compiles at, so the compile time
+  saved and the run time it costs are measured side by side;
 * NumPy: the reference step of ``benchmarks/numpy_reference.py`` (a straightforward
   per-seed implementation), timed at the protocol's minibatch sizes and looped over
   seeds; seconds per seed-step, extrapolated to the protocol's average minibatch;
@@ -65,11 +67,12 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def jax_case(seeds, epochs, cpu_devices, monitor=True, progress=False, overrides=None):
+def jax_case(seeds, epochs, cpu_devices, monitor=True, progress=False, overrides=None,
+             env=None):
     arg = json.dumps({"seeds": seeds, "epochs": epochs, "cpu_devices": cpu_devices,
                       "monitor": monitor, "progress": progress, "overrides": overrides or {}})
     proc = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True,
-                          cwd=HERE.parent)
+                          cwd=HERE.parent, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
@@ -136,7 +139,11 @@ def main(argv=None):
     if not args.skip_variants:
         cases += [("monitor off", dict(monitor=False, progress=False)),
                   ("monitor on + progress callback", dict(monitor=True, progress=True)),
-                  ("1 CPU device", dict(monitor=True, progress=False, cpu_devices=1))]
+                  ("1 CPU device", dict(monitor=True, progress=False, cpu_devices=1)),
+                  # ncl compiles its programs at XLA's CPU backend level 1
+                  # (ncl._compat.cpu_compiler_options); this is XLA's own default, 2
+                  ("XLA CPU backend level 2", dict(monitor=True, progress=False,
+                                                  env={"NCL_XLA_CPU_OPT_LEVEL": "2"}))]
     for b in filter(None, args.buckets.split(",")):
         cases.append((f"batch_buckets={int(b)}", dict(monitor=True, progress=False,
                                                      overrides={"batch_buckets": int(b)})))
@@ -149,12 +156,18 @@ def main(argv=None):
         print(f"JAX  {name:32s} devices {r['devices']}: compile {r['compile_s']:6.2f} s, "
               f"run {r['run_s']:6.2f} s, total (compile included) {r['first_call_s']:6.2f} s, "
               f"{r['seed_steps'] / r['run_s']:8.0f} seed-steps/s, "
+              f"compile/run {r['compile_s'] / r['run_s']:.2f}, "
               f"median final loglik {r['final_loglik_median']:.2f}")
     base = results["default (monitor on)"]
     if "monitor off" in results:
         off = results["monitor off"]
         print(f"monitor overhead: {100 * (base['run_s'] / off['run_s'] - 1):+.1f}% run time, "
               f"{base['compile_s'] - off['compile_s']:+.1f} s compile")
+    if "XLA CPU backend level 2" in results:
+        o2 = results["XLA CPU backend level 2"]
+        print(f"XLA CPU backend level 1 (ncl) vs 2 (XLA's default): compile "
+              f"{base['compile_s']:.2f} s vs {o2['compile_s']:.2f} s, run {base['run_s']:.2f} s "
+              f"vs {o2['run_s']:.2f} s")
     if "monitor on + progress callback" in results:
         pr = results["monitor on + progress callback"]
         print(f"progress callback overhead: {100 * (pr['run_s'] / base['run_s'] - 1):+.1f}% "

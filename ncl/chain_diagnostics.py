@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ncl import _compat
 from ncl import _validate as _v
 from ncl import chain as chain_lib
 from ncl import classifier as clf
@@ -274,12 +275,12 @@ def _program(config: ModelConfig, cfg: ChainDiagnosticsConfig, ensemble: bool,
         return _core(key, params, center, classifier, data, heldout if has_heldout else None,
                      config, cfg, p_data)
     if not ensemble:
-        return jax.jit(one)
+        return _compat.jit(one)
 
     def many(keys, params, centers, classifier, data, heldout, p_data):
         return jax.lax.map(lambda a: one(a[0], a[1], a[2], classifier, data, heldout, p_data),
                            (keys, params, centers))
-    return jax.jit(many)
+    return _compat.jit(many)
 
 
 def _prepare(config, classifier, data, labels, heldout, cfg):

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ncl import _validate as _v
+from ncl import _compat
 from ncl import chain as chain_lib
 from ncl import classifier as clf
 from ncl.data import check_data
@@ -462,7 +463,7 @@ def _compiled(config: ModelConfig, dcfg: DiagnosticsConfig, ensemble: bool,
                                              heldout),
                                (keys, params, centers),
                                batch_size=None if member_batch == 1 else member_batch)
-    return jax.jit(fn)
+    return _compat.jit(fn)
 
 
 def _finalize(out: _Estimates, classifier, p_data, dcfg: DiagnosticsConfig) -> Diagnostics:

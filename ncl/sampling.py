@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ncl import _compat
 from ncl import chain as chain_lib
 from ncl.model import ModelConfig, Params, hidden_state_index, visible_logits
 
@@ -51,7 +52,7 @@ def sample_program(config: ModelConfig, n_chains: int, burn_in: int, n_per_chain
     fn = lambda k, p, c, d: generate_samples(k, p, c, config, d, n_chains, burn_in,  # noqa: E731
                                              n_per_chain, spacing, start)
     # members one after the other (lax.map), so memory does not grow with the ensemble
-    return jax.jit(lambda k, p, c, d: jax.lax.map(lambda a: fn(*a, d), (k, p, c)))
+    return _compat.jit(lambda k, p, c, d: jax.lax.map(lambda a: fn(*a, d), (k, p, c)))
 
 
 def _sequence_core(key, params, center, x0, config, burn_in: int, n_steps: int):
@@ -74,7 +75,7 @@ def _sequence_fn(config, burn_in: int, n_steps: int, batched: bool):
     if k not in _SEQUENCE_FNS:
         fn = functools.partial(_sequence_core, config=config, burn_in=burn_in,
                                n_steps=n_steps)
-        _SEQUENCE_FNS[k] = jax.jit(jax.vmap(fn) if batched else fn)
+        _SEQUENCE_FNS[k] = _compat.jit(jax.vmap(fn) if batched else fn)
     return _SEQUENCE_FNS[k]
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from ncl import chain as chain_lib
+from ncl import _compat
 from ncl import estimators
 from ncl import monitor as monitor_lib
 from ncl import sharding
@@ -329,7 +330,7 @@ def _compiled(config: TrainConfig, ensemble: bool, n_epochs: int, fresh: bool,
         if ensemble:  # History rows were stacked epoch-major; make it (E, n_epochs, ...)
             hist = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), hist)
         return state, hist
-    return jax.jit(run), host
+    return _compat.jit(run), host
 
 
 def _program(config: TrainConfig, ensemble: bool, start_epoch: int, stop_epoch: int,
@@ -515,7 +516,8 @@ def init_ensemble_state(seeds, data, config: TrainConfig = TrainConfig()) -> Tra
 @functools.lru_cache(maxsize=32)
 def _init_ensemble_fn(config: TrainConfig):
     """``jit(vmap(init_state))`` for one config: ``(keys (E,), data) -> TrainState``."""
-    return jax.jit(jax.vmap(functools.partial(init_state, config=config), in_axes=(0, None)))
+    return _compat.jit(jax.vmap(functools.partial(init_state, config=config),
+                                in_axes=(0, None)))
 
 
 def continue_training(state: TrainState, data, config: TrainConfig, start_epoch: int,

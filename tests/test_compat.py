@@ -69,3 +69,39 @@ def test_enable_x64_context():
     with enable_x64(True):
         assert jnp.zeros(1).dtype == jnp.float64
     assert jnp.zeros(1).dtype == jnp.float32
+
+
+def test_cpu_compiler_options_default_override_and_bad_value(monkeypatch):
+    from ncl import _compat
+    monkeypatch.delenv(_compat.CPU_OPT_LEVEL_ENV, raising=False)
+    assert _compat.cpu_compiler_options() == {"xla_backend_optimization_level": 1}
+    monkeypatch.setenv(_compat.CPU_OPT_LEVEL_ENV, "2")
+    assert _compat.cpu_compiler_options() == {"xla_backend_optimization_level": 2}
+    monkeypatch.setenv(_compat.CPU_OPT_LEVEL_ENV, "fast")
+    with pytest.raises(ValueError, match="NCL_XLA_CPU_OPT_LEVEL.*'fast'.*unset it"):
+        _compat.cpu_compiler_options()
+
+
+def test_jit_passes_the_options_where_jax_takes_them(monkeypatch):
+    """The wrapper hands the level to jax.jit (JAX after 0.4.33) and nothing otherwise,
+    and the program it compiles computes what jax.jit's does."""
+    import inspect
+    from ncl import _compat
+    monkeypatch.delenv(_compat.CPU_OPT_LEVEL_ENV, raising=False)
+    takes = "compiler_options" in inspect.signature(jax.jit).parameters
+    seen = {}
+    real = jax.jit
+
+    def spy(fn, **kw):
+        seen.update(kw)
+        return real(fn, **kw)
+    spy.__signature__ = inspect.signature(real)
+    monkeypatch.setattr(jax, "jit", spy)
+    f = _compat.jit(lambda x: jnp.tanh(x) @ x.T, static_argnames=())
+    x = jnp.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    assert jnp.allclose(f(x), real(lambda x: jnp.tanh(x) @ x.T)(x), rtol=1e-6)
+    assert seen.get("static_argnames") == ()
+    if takes:
+        assert seen["compiler_options"] == {"xla_backend_optimization_level": 1}
+    else:
+        assert "compiler_options" not in seen

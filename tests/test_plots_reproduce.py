@@ -181,6 +181,34 @@ def test_figure3_draws_each_image_strip_tile_for_tile():
     assert len(fig.get_axes()) <= 10      # one axes per strip, not one per image
 
 
+def test_log_tick_labels_are_plain_text_with_matplotlibs_values(tmp_path):
+    """Log axes keep matplotlib's ticks and label values, written as Unicode (10⁻², 2×10¹)
+    rather than mathtext; every label of a saved figure is parser-free."""
+    fig = plots.new_figure((4, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([1e-3, 30.0], [0.2, 0.7])
+    ax.set_xscale("log")
+    ax.set_yscale("log")                          # less than a decade: minor ticks labelled
+    plots.save_figure(fig, tmp_path / "f", ("png",))
+    for axis in (ax.xaxis, ax.yaxis):
+        for fmt, locs in ((axis.get_major_formatter(), axis.get_majorticklocs()),
+                          (axis.get_minor_formatter(), axis.get_minorticklocs())):
+            assert isinstance(fmt, plots._PlainLogFormatter)
+            labels = [fmt(v) for v in locs]
+            assert not any("$" in t for t in labels)
+            for v, t in zip(locs, labels):
+                if not t:
+                    continue
+                coeff, _, exp = t.partition("10")
+                value = float(coeff.rstrip("×") or 1) * 10.0 ** int(
+                    exp.translate(str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")))
+                assert math.isclose(value, v, rel_tol=1e-9), (t, v)
+    assert any(fmt for fmt in [ax.yaxis.get_minor_formatter()(v)
+                               for v in ax.yaxis.get_minorticklocs()])
+    xf = ax.xaxis.get_major_formatter()
+    assert xf(1e-2) == "10⁻²" and xf(10.0) == "10¹"
+
+
 def test_plots_leave_no_pyplot_state():
     import matplotlib.pyplot as plt
     before = plt.get_fignums()
