@@ -77,6 +77,8 @@ def test_cpu_compiler_options_default_override_and_bad_value(monkeypatch):
     assert _compat.cpu_compiler_options() == {"xla_backend_optimization_level": 1}
     monkeypatch.setenv(_compat.CPU_OPT_LEVEL_ENV, "2")
     assert _compat.cpu_compiler_options() == {"xla_backend_optimization_level": 2}
+    monkeypatch.setenv(_compat.CPU_OPT_LEVEL_ENV, "xla")
+    assert _compat.cpu_compiler_options() == {}
     monkeypatch.setenv(_compat.CPU_OPT_LEVEL_ENV, "fast")
     with pytest.raises(ValueError, match="NCL_XLA_CPU_OPT_LEVEL.*'fast'.*unset it"):
         _compat.cpu_compiler_options()
