@@ -117,3 +117,20 @@ def test_seeds_to_decide_grows_as_the_effect_shrinks():
         assert v.verdict == UND and v.seeds_to_decide > 12
         need.append(v.seeds_to_decide)
     assert need[1] > need[0]
+
+
+def test_median_interval_is_scipys_bca_interval_one_resample_at_a_time():
+    """The vectorized median bootstrap gives the interval scipy computes calling np.median
+    once per resample (same generator seed), on data with ties and a heavy tail."""
+    import inspect
+    from scipy import stats as st
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.standard_t(2, size=30), [1.0, 1.0, 1.0]])
+    m, (lo, hi) = C.median_interval(x)
+    key = "rng" if "rng" in inspect.signature(st.bootstrap).parameters else "random_state"
+    ref = st.bootstrap((x,), np.median, vectorized=False, n_resamples=C.N_RESAMPLES,
+                       confidence_level=C.CONFIDENCE, method="BCa",
+                       **{key: np.random.default_rng(C.BOOTSTRAP_SEED)})
+    assert m == np.median(x)
+    assert (lo, hi) == (ref.confidence_interval.low, ref.confidence_interval.high)
+    assert lo < m < hi
