@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ncl import _validate as _v
 from ncl import _compat
+from ncl import _validate as _v
 from ncl import chain as chain_lib
 from ncl import classifier as clf
 from ncl.data import check_data

@@ -95,7 +95,8 @@ def save_figure(fig: Figure, path_stem, formats: Sequence[str] = ("png", "pdf"),
                 dpi: int = 200, pad_inches: float = 0.05) -> list[Path]:
     """Write ``fig`` to ``path_stem.<fmt>`` for each format, cropped to its tight bounding
     box plus ``pad_inches`` (captions below the axes included); returns the paths. The
-    layout is solved once, then frozen (the figure's layout engine is set to none)."""
+    layout is solved once, then frozen (the figure's layout engine is set to none); log
+    axes get :class:`_PlainLogFormatter` labels (:func:`_plain_log_labels`)."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ncl import chain as chain_lib
 from ncl import _compat
+from ncl import chain as chain_lib
 from ncl import estimators
 from ncl import monitor as monitor_lib
 from ncl import sharding
