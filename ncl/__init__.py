@@ -16,13 +16,36 @@ The numerical core, in layers (each module imports only from those before it):
 
 then :mod:`ncl.io` (saving runs), the workflows and :mod:`ncl.cli` (command line).
 """
-from ncl.chain import ChainState, Trajectory, sample_chain
-from ncl.gradient import autodiff_gradient, surrogate_objective, two_step_gradient
-from ncl.model import (ModelConfig, Params, init_params, log_A, log_Abar, sample_hidden,
-                       sample_visible)
-from ncl.training import (History, TrainConfig, TrainState, continue_training,
-                           init_ensemble_state, member,
-                          minibatch_size, train, train_ensemble)
+import importlib
+
+# The public names, imported on first use (PEP 562), so that ``import ncl.plots`` (a
+# figure worker, :mod:`ncl.figure_pool`) does not start JAX.
+_PUBLIC = {
+    "ChainState": "ncl.chain", "Trajectory": "ncl.chain", "sample_chain": "ncl.chain",
+    "autodiff_gradient": "ncl.gradient", "surrogate_objective": "ncl.gradient",
+    "two_step_gradient": "ncl.gradient",
+    "ModelConfig": "ncl.model", "Params": "ncl.model", "init_params": "ncl.model",
+    "log_A": "ncl.model", "log_Abar": "ncl.model", "sample_hidden": "ncl.model",
+    "sample_visible": "ncl.model",
+    "History": "ncl.training", "TrainConfig": "ncl.training", "TrainState": "ncl.training",
+    "continue_training": "ncl.training", "init_ensemble_state": "ncl.training",
+    "member": "ncl.training", "minibatch_size": "ncl.training", "train": "ncl.training",
+    "train_ensemble": "ncl.training",
+}
+
+
+def __getattr__(name):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ncl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 __version__ = "0.1.0"
 

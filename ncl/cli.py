@@ -348,11 +348,14 @@ def cmd_figures(args) -> int:
     from ncl.artifacts import DIAGNOSTICS_FILE
     from ncl.figures import make_figures
     out = Path(args.out_dir)
+    if args.processes is not None and args.processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {args.processes}; leave it "
+                         "out for one process per figure")
     if not (out / DIAGNOSTICS_FILE).exists():
         raise UsageError(f"{out / DIAGNOSTICS_FILE} not found; run `ncl reproduce` or "
                          "`ncl diagnose` first")
     paths = make_figures(out, estimator=args.estimator, log=Log(args.quiet),
-                         heldout=args.heldout)
+                         heldout=args.heldout, processes=args.processes)
     if not args.quiet:
         for p in paths:
             print(p)
@@ -548,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sigma estimator shown (rb: Rao-Blackwellised; counts: the paper's)")
     p.add_argument("--heldout", action="store_true",
                    help="Fig. 2c shows the held-out log-likelihood instead of the training one")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="processes drawing the figures side by side (default: one per "
+                   "figure, at most the core count; 1: one after the other)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_figures)
 

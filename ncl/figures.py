@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ncl import plots
+from ncl.figure_pool import FigureJob, draw_jobs, start_workers
 from ncl.artifacts import CONFIG_FILE, load_diagnostics_npz, write_json
 from ncl.progress import Log
 from ncl.analysis import ensemble_levels
@@ -70,19 +71,10 @@ def _level_names(labels, loglik) -> dict:
                         for j in range(k)])
 
 
-def make_figures(out_dir, estimator: str = "rb", log=None,
-                 formats: Sequence[str] = ("png", "pdf"), levels=None,
-                 heldout: bool = False) -> list[Path]:
-    """Figs. 2–4 from ``out_dir/diagnostics.npz`` (no JAX computation). Returns paths
-    and records the time in ``out_dir/config.json`` (``timings.figures_seconds``).
-    ``levels``: the likelihood level of each model, −1 for a straggler (default:
-    :func:`ncl.analysis.ensemble_levels`, as in the report's ``level_labels``); markers
-    and colours show the levels, named by :func:`ncl.regimes.level_names`.
-    ``heldout``: Fig. 2c shows the held-out log-likelihood instead of the training one
-    (a file without the held-out arrays is drawn with the training one, with a note)."""
-    log = log or Log(True)
-    out_dir = Path(out_dir)
-    t0 = time.perf_counter()
+def _figure_jobs(out_dir: Path, estimator: str, formats: tuple, levels, heldout: bool,
+                 log) -> list[FigureJob]:
+    """The :class:`ncl.figure_pool.FigureJob` of Figs. 2, 3 and 4 (see
+    :func:`make_figures`)."""
     A = load_diagnostics_npz(out_dir)
     seeds = A["seeds"]
     sig, sig_err, tau, tau_err = _pick(A, estimator)
@@ -91,7 +83,7 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
     levels = np.asarray(levels)
     names = _level_names(levels, A["diag_loglik"])
     name = plots.ESTIMATOR_NAMES[estimator]
-    paths = []
+    jobs = []
 
     # the precise per-epoch log-likelihood, else the on-the-fly minibatch estimate (App. A3)
     llh = A.get("hist_loglik_precise")
@@ -115,18 +107,17 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
                          "held-out arrays (rerun `ncl diagnose` to add them).")
             log("figures: no held-out arrays in diagnostics.npz; Fig. 2c shows the "
                 "training log-likelihood")
-    log("figures: fig2 ...")
-    fig = plots.figure2(
-        llh, sgh, final_ll, sig, final_err, sig_err, seeds=seeds,
+    jobs.append(FigureJob("figure2", dict(
+        loglik_history=llh, sigma_history=sgh, final_loglik=final_ll, final_sigma=sig,
+        final_loglik_err=final_err, final_sigma_err=sig_err, seeds=seeds,
         estimator=estimator, regimes=levels, regime_names=names, loglik_label=ll_label,
         final_label=final_label,
         caption=(f"(a, b) per-epoch values monitored on the training chain (σ from its "
                  f"{name} M). (c) and the colours: final values from the diagnostics "
                  f"(long chains; jackknife error bars). Markers: likelihood levels found "
-                 f"from the data (see REPORT.md)." + held_note))
-    paths += plots.save_figure(fig, out_dir / "fig2", formats)
+                 f"from the data (see REPORT.md)." + held_note)),
+        str(out_dir / "fig2"), formats))
 
-    log("figures: fig3 ...")
     runs = []
     for j, tag in enumerate(("(a) best run (highest final log-likelihood)",
                              "(b) worst run (lowest final log-likelihood)")):
@@ -144,15 +135,15 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
                          unit_digit=None if ud is None else ud[i],
                          mean_images=A["fig3_mean_images"][j], samples=A["fig3_samples"][j],
                          z=A["fig3_z"][j], title=title))
-    fig = plots.figure3(runs, estimator=estimator)
-    paths += plots.save_figure(fig, out_dir / "fig3", formats)
+    jobs.append(FigureJob("figure3", dict(runs=runs, estimator=estimator),
+                          str(out_dir / "fig3"), formats))
 
-    log("figures: fig4 ...")
     st_c = A["diag_self_transition_counts"]
     st_rb = A["diag_self_transition_rb"]
     kl = A.get("diag_kl")
-    fig = plots.figure4(
-        sig, kl if kl is not None else np.full(sig.shape, np.nan), tau, st_c,
+    jobs.append(FigureJob("figure4", dict(
+        sigma=sig, kl=kl if kl is not None else np.full(sig.shape, np.nan), tau=tau,
+        self_transition=st_c,
         sigma_err=sig_err, kl_err=A.get("diag_kl_err"), tau_err=tau_err,
         self_transition_err=(A["diag_self_transition_counts_err"]
                              if "diag_self_transition_counts_err" in A
@@ -165,8 +156,36 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
                  f"{name} M; (c) dots: count estimate of Tr(M)/L with "
                  f"{'jackknife' if 'diag_self_transition_counts_err' in A else 'multinomial'} "
                  "error bars, crosses: Rao–Blackwellised M; dashed: 1/L. Error bars: jackknife "
-                 "over chains / RB batches."))
-    paths += plots.save_figure(fig, out_dir / "fig4", formats)
+                 "over chains / RB batches.")),
+        str(out_dir / "fig4"), formats))
+    return jobs
+
+
+def make_figures(out_dir, estimator: str = "rb", log=None,
+                 formats: Sequence[str] = ("png", "pdf"), levels=None,
+                 heldout: bool = False, processes: int | None = None) -> list[Path]:
+    """Figs. 2–4 from ``out_dir/diagnostics.npz`` (no JAX computation). Returns paths
+    and records the time in ``out_dir/config.json`` (``timings.figures_seconds``).
+    ``levels``: the likelihood level of each model, −1 for a straggler (default:
+    :func:`ncl.analysis.ensemble_levels`, as in the report's ``level_labels``); markers
+    and colours show the levels, named by :func:`ncl.regimes.level_names`.
+    ``heldout``: Fig. 2c shows the held-out log-likelihood instead of the training one
+    (a file without the held-out arrays is drawn with the training one, with a note).
+    ``processes``: how many processes draw the three figures side by side
+    (:func:`ncl.figure_pool.draw_jobs`; default one per figure, at most the core count;
+    1 draws them here, one after the other). The files are the same either way."""
+    log = log or Log(True)
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    workers = start_workers(processes, log)   # their imports overlap the reading below
+    try:
+        jobs = _figure_jobs(out_dir, estimator, tuple(formats), levels, heldout, log)
+    except BaseException:
+        for w in workers:
+            w.stop()
+        raise
+    log("figures: fig2, fig3, fig4 ...")
+    paths = draw_jobs(jobs, workers, log)
     dt = time.perf_counter() - t0
     cfg_path = out_dir / CONFIG_FILE
     if cfg_path.exists():

@@ -20,6 +20,7 @@ default; ``"counts"``, the paper's count estimator) and is written on the figure
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Sequence
@@ -29,9 +30,11 @@ import matplotlib
 matplotlib.use("Agg", force=False)  # a no-op if a backend is already in use
 
 import numpy as np  # noqa: E402
+from matplotlib import cbook  # noqa: E402
 from matplotlib import colors as mcolors  # noqa: E402
+from matplotlib import text as mtext  # noqa: E402
 from matplotlib import ticker as mticker  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
@@ -84,6 +87,48 @@ def _plain_log_labels(fig: Figure) -> None:
                                            linthresh=f._linthresh))
 
 
+def wrap_words(text: str, line_width: float, width) -> str:
+    """``text`` with newlines so that each line fits ``line_width`` by ``width(line)``:
+    matplotlib's rule for ``wrap=True`` texts (a line takes words while it fits, always
+    at least one; newlines in ``text`` always break), with each line's end found by
+    bisection (``width`` grows as words are added) instead of word by word."""
+    out = []
+    for paragraph in text.split("\n"):
+        words = paragraph.split(" ")
+        while words:
+            lo, hi = 1, len(words)   # words[:lo] fits (or is one word); find the largest
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if width(" ".join(words[:mid])) > line_width:
+                    hi = mid - 1
+                else:
+                    lo = mid
+            out.append(" ".join(words[:lo]))
+            words = words[lo:]
+    return "\n".join(out)
+
+
+def _freeze_wrapped_text(fig: Figure, dpi: float) -> None:
+    """Wrap every left-aligned, unrotated ``wrap=True`` text of ``fig`` (the captions)
+    once, at ``dpi``, and turn its wrapping off: matplotlib would wrap it again in every
+    draw, measuring every prefix of every line (0.3 s a figure), and at each format's own
+    dpi; measured here with the Agg renderer at ``dpi``, as matplotlib does for a PNG."""
+    renderer, scale = RendererAgg(1, 1, dpi), dpi / fig.dpi
+    for t in fig.findobj(lambda a: isinstance(a, mtext.Text) and a.get_wrap()):
+        if (t.get_usetex() or t.get_rotation() % 360 != 0
+                or t.get_horizontalalignment() != "left" or not t.get_text()):
+            continue
+        x0, _ = t.get_transform().transform(t.get_position())
+        prop = t.get_fontproperties()
+
+        def width(line, prop=prop, renderer=renderer):
+            w, _, _ = renderer.get_text_width_height_descent(line, prop,
+                                                             cbook.is_math_text(line))
+            return math.ceil(w)
+        t.set_text(wrap_words(t.get_text(), (fig.bbox.x1 - x0) * scale, width))
+        t.set_wrap(False)
+
+
 def new_figure(figsize=(7.0, 3.0), **kw) -> Figure:
     """A figure not registered with pyplot (no global state), with an Agg canvas."""
     fig = Figure(figsize=figsize, **kw)
@@ -95,8 +140,9 @@ def save_figure(fig: Figure, path_stem, formats: Sequence[str] = ("png", "pdf"),
                 dpi: int = 200, pad_inches: float = 0.05) -> list[Path]:
     """Write ``fig`` to ``path_stem.<fmt>`` for each format, cropped to its tight bounding
     box plus ``pad_inches`` (captions below the axes included); returns the paths. The
-    layout is solved once, then frozen (the figure's layout engine is set to none); log
-    axes get :class:`_PlainLogFormatter` labels (:func:`_plain_log_labels`)."""
+    layout is solved once, then frozen (the figure's layout engine is set to none), and
+    so are the captions' line breaks (:func:`_freeze_wrapped_text`); log axes get
+    :class:`_PlainLogFormatter` labels (:func:`_plain_log_labels`)."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -104,6 +150,7 @@ def save_figure(fig: Figure, path_stem, formats: Sequence[str] = ("png", "pdf"),
     # ``bbox_inches="tight"`` would draw the figure twice per format. The layout engine
     # runs on its own (no draw of every artist: 0.1 s a figure, the same pixels).
     _plain_log_labels(fig)
+    _freeze_wrapped_text(fig, dpi)
     engine = fig.get_layout_engine()
     if engine is not None:
         engine.execute(fig)
