@@ -2,17 +2,20 @@
 
 A :class:`FigureJob` names a figure function of :mod:`ncl.plots`, its keyword arguments
 (NumPy arrays, numbers, strings) and where to save it (:func:`ncl.plots.save_figure`).
-:func:`draw_jobs` splits the jobs over ``processes`` processes, this one included:
-matplotlib draws on one core and holds the GIL throughout (threads do not help), so on
-a machine with more than one core the figures of :func:`ncl.figures.make_figures` take
-about the time of the slowest share instead of the sum.
+:func:`draw_jobs` shares the jobs between this process and the workers of
+:func:`start_workers`: matplotlib draws on one core and holds the GIL throughout
+(threads do not help), so on a machine with more than one core the figures of
+:func:`ncl.figures.make_figures` take about the time of the slowest share instead of
+the sum.
 
-A worker is ``python -m ncl.figure_pool PAYLOAD``: a fresh interpreter that imports
-NumPy, matplotlib and :mod:`ncl.plots` only (not JAX, about 0.5 s), takes this process's
-matplotlib ``rcParams`` (so a style set by the caller applies to every figure), draws
-its jobs and writes back the paths, or the error. A worker that cannot start or fails
-never loses a figure: its jobs are drawn here afterwards, and ``log`` says why, so an
-error in a figure surfaces as it would without workers.
+A worker is ``python -m ncl.figure_pool``, a fresh interpreter that imports NumPy,
+matplotlib and :mod:`ncl.plots` only (not JAX; about 0.5 s, spent while this process
+prepares the jobs), then reads the path of its payload file (this process's matplotlib
+``rcParams``, so a style set by the caller applies to every figure, and its jobs) from
+stdin, draws and writes back the paths, or the error; what it prints on stderr
+(matplotlib's warnings) is passed on to this process's. A worker that cannot start or
+fails never loses a figure: its jobs are drawn here afterwards, and ``log`` says why, so
+an error in a figure surfaces as it would without workers.
 """
 from __future__ import annotations
 
@@ -77,10 +80,13 @@ class Worker:
 
     def __init__(self):
         env = dict(os.environ)
-        # the worker imports the same ncl as this process, wherever it was found
-        here = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in [env.get("PYTHONPATH")]
-                                                      if p])
+        # the worker imports the same ncl as this process: from a source checkout put on
+        # the path by hand too (an installed one is found anyway; a site directory is not
+        # put ahead of the standard library)
+        here = Path(__file__).resolve().parents[1]
+        if here.name not in ("site-packages", "dist-packages"):
+            env["PYTHONPATH"] = os.pathsep.join([str(here)] + [
+                p for p in [env.get("PYTHONPATH")] if p])
         self.payload = None
         self.proc = subprocess.Popen([sys.executable, "-m", "ncl.figure_pool"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -120,6 +126,8 @@ class Worker:
                                + (" | ".join(tail) or "no message")) from None
         if status != "ok":
             raise RuntimeError(value)
+        if err:
+            sys.stderr.write(err.decode(errors="replace"))
         return [Path(p) for p in value]
 
 
@@ -159,17 +167,18 @@ def draw_jobs(jobs: Sequence[FigureJob], workers: Sequence[Worker] = (),
         for w in workers:   # leave no worker behind
             w.stop()
         raise
-    for w, share in zip(workers, shares[1:]):
+    failed = []
+    for w, share in zip(workers, shares[1:]):   # every worker's result, then the redraws
         try:
-            written = w.result()
+            written = iter(w.result())
         except RuntimeError as e:
             if log:
                 log(f"figures: a drawing worker failed ({e}); drawing its figures here")
-            paths.update({i: draw(jobs[i]) for i in share})
+            failed += share
             continue
-        by_job = iter(written)
         for i in share:
-            paths[i] = [next(by_job) for _ in jobs[i].formats]
+            paths[i] = [next(written) for _ in jobs[i].formats]
+    paths.update({i: draw(jobs[i]) for i in failed})
     return [q for i in range(len(jobs)) for q in paths[i]]
 
 

@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from ncl import plots
-from ncl.figure_pool import FigureJob, draw_jobs, start_workers
 from ncl.artifacts import CONFIG_FILE, load_diagnostics_npz, write_json
+from ncl.figure_pool import FigureJob, draw_jobs, start_workers
 from ncl.progress import Log
 from ncl.analysis import ensemble_levels
 from ncl.regimes import level_names
@@ -173,7 +173,8 @@ def make_figures(out_dir, estimator: str = "rb", log=None,
     (a file without the held-out arrays is drawn with the training one, with a note).
     ``processes``: how many processes draw the three figures side by side
     (:func:`ncl.figure_pool.draw_jobs`; default one per figure, at most the core count;
-    1 draws them here, one after the other). The files are the same either way."""
+    1 draws them here, one after the other). The files are the same either way (the
+    PDFs up to their creation date)."""
     log = log or Log(True)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
