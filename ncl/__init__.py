@@ -17,9 +17,11 @@ The numerical core, in layers (each module imports only from those before it):
 then :mod:`ncl.io` (saving runs), the workflows and :mod:`ncl.cli` (command line).
 """
 import importlib
+import importlib.util
 
-# The public names, imported on first use (PEP 562), so that ``import ncl.plots`` (a
-# figure worker, :mod:`ncl.figure_pool`) does not start JAX.
+# The public names and the submodules (``ncl.training`` after a bare ``import ncl``),
+# imported on first use (PEP 562), so that ``import ncl.plots`` (a figure worker,
+# :mod:`ncl.figure_pool`) does not start JAX.
 _PUBLIC = {
     "ChainState": "ncl.chain", "Trajectory": "ncl.chain", "sample_chain": "ncl.chain",
     "autodiff_gradient": "ncl.gradient", "surrogate_objective": "ncl.gradient",
@@ -36,9 +38,12 @@ _PUBLIC = {
 
 def __getattr__(name):
     module = _PUBLIC.get(name)
-    if module is None:
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"ncl.{name}") is not None:
+        value = importlib.import_module(f"ncl.{name}")
+    else:
         raise AttributeError(f"module 'ncl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -178,5 +178,8 @@ def test_ncl_plots_imports_without_jax():
     code = ("import sys, ncl, ncl.plots, ncl.figure_pool; "
             "assert 'jax' not in sys.modules, 'jax imported'; "
             "assert all(getattr(ncl, n) is not None for n in ncl.__all__); "
-            "assert 'jax' in sys.modules")
+            "assert 'jax' in sys.modules; "
+            "assert ncl.training.train_ensemble is ncl.train_ensemble; "
+            "assert ncl.io.save_run and 'save_run' not in dir(ncl); "
+            "assert not hasattr(ncl, 'no_such_module')")
     subprocess.run([sys.executable, "-c", code], check=True)
