@@ -31,14 +31,16 @@ from ncl import data  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     ap.add_argument(
         "--output-dir",
         default=str(REPO / "ncl" / "_data"),
         help="where to write both .npz files (default: the bundled files in ncl/_data)",
     )
-    ap.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+    ap.add_argument("--no-download", action="store_true",
+                    help="fail instead of downloading missing files")
     args = ap.parse_args(argv)
 
     for build, name in ((data.build_paper_subset, data.PAPER_SUBSET_FILE),
