@@ -442,6 +442,7 @@ def _main(capsys, argv):
     return rc, capsys.readouterr().err
 
 
+@pytest.mark.slow   # end to end; CI runs it (-m slow)
 def test_cli_diagnose_binary_14_runs_the_chain_diagnostics(capsys, tmp_path):
     """2**14 hidden states: `ncl diagnose` cannot tabulate M and diagnoses from the
     chains instead: chain_diagnostics.npz and chain_metrics.csv in --out, one row per

@@ -39,6 +39,7 @@ def test_compare_config_arms_share_the_protocol():
         cmp.CompareConfig(sample_start="void")
 
 
+@pytest.mark.slow   # end to end; CI runs it (-m slow)
 def test_cli_compare_end_to_end_reduced_protocol(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--seeds", "3", "--epochs", "2", "--steps-per-epoch", "4", "-T", "8",

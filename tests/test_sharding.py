@@ -17,6 +17,7 @@ import textwrap
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from tests import helpers as A
 from tests.helpers import REPO
@@ -82,6 +83,7 @@ def _run(r, name):
     return state, hist
 
 
+@pytest.mark.slow   # end to end; CI runs it (-m slow)
 def test_sharded_over_four_cpu_devices_trains_the_single_device_members(tmp_path):
     path = tmp_path / "result.npz"
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], cwd=REPO,

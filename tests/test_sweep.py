@@ -33,6 +33,7 @@ def test_parse_grid():
         S.expand(BASE, {"recognition": ["nonsense"]}, [0])
 
 
+@pytest.mark.slow   # end to end; CI runs it (-m slow)
 def test_sweep_members_equal_standalone_runs(paper_data):
     x, _ = paper_data
     grid = S.parse_grid("lr=0.05,0.2 centering=on,off T=8,12")
@@ -64,6 +65,7 @@ def test_sweep_members_equal_standalone_runs(paper_data):
     assert not np.allclose(r0.state.params.w[a[0]], r0.state.params.w[b[0]])
 
 
+@pytest.mark.slow   # end to end; CI runs it (-m slow)
 def test_cli_sweep(tmp_path):
     import csv
 
