@@ -189,7 +189,6 @@ def _main() -> int:
     import traceback
 
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401 - warm up
     path = sys.stdin.readline().strip()
     if not path:
         return 0
